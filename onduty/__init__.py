@@ -1,0 +1,1 @@
+"""The ``onduty`` command and the local stack: broker, topics, services."""

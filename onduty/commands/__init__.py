@@ -1,0 +1,1 @@
+"""Subcommands of ``onduty``; each module has ``register(subparsers)``."""

@@ -1,0 +1,41 @@
+"""``onduty kafka``: run the local single-node Kafka broker in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+from pathlib import Path
+
+from onduty.env import env_int, env_str
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("kafka", help="run a local single-node Kafka broker until Ctrl-C")
+    parser.add_argument("--port", type=int, default=env_int("KAFKA_PORT", 9092),
+                        help="client port on 127.0.0.1 (ONDUTY_KAFKA_PORT, default 9092)")
+    parser.add_argument("--data-dir", type=Path, default=env_str("KAFKA_DATA_DIR", "") or None,
+                        help="broker data directory, kept across runs (ONDUTY_KAFKA_DATA_DIR; default: a fresh temporary one)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from onduty.kafka_broker import BrokerConfig, LocalKafkaBroker
+
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="onduty-kafka-"))
+    broker = LocalKafkaBroker(BrokerConfig(data_dir=Path(data_dir), port=args.port))
+    bootstrap = broker.start()
+    print(f"Kafka ready: bootstrap {bootstrap} (data {data_dir}, log {broker.log_file})", flush=True)
+    wait_for_termination()
+    print("stopping Kafka…", flush=True)
+    broker.stop()
+    return 0
+
+
+def wait_for_termination() -> None:
+    """Block until SIGINT or SIGTERM."""
+    received = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    while not received:
+        signal.pause()

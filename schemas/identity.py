@@ -1,0 +1,31 @@
+"""A deterministic identity for an agent status event.
+
+Dialpad sends no event id and delivers at least once, so a retry can only be recognised from the
+payload. Two deliveries are the same status change when the fields that describe the change agree:
+the agent, the event time, the statuses, the reason, the (order-insensitive) call centers and the
+time the webhook was generated. Display fields (name, email, phone) are left out on purpose.
+"""
+
+import hashlib
+
+import msgspec
+
+from schemas.agent_status import AgentStatusEvent
+
+_canonical = msgspec.json.Encoder()
+
+
+def dedup_identity(event: AgentStatusEvent) -> str:
+    """Return a 32-hex-digit identity that equal status changes share and different ones do not."""
+    fields = (
+        event.agent_id,
+        event.date,
+        event.on_duty_status,
+        event.availability_status,
+        event.on_duty_status_reason or "",
+        sorted(str(c) for c in event.call_center_ids),
+        event.event_timestamp,
+        event.powerdialer_mode,
+        event.powerdialer_session,
+    )
+    return hashlib.sha256(_canonical.encode(fields)).hexdigest()[:32]

@@ -1,0 +1,143 @@
+"""The wire schema accepts every observed variant of Dialpad's payload and names the field at fault."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas import SchemaError, decode_agent_status_event, decode_agent_status_payload, dedup_identity, encode
+from tests.samples import SPEC_SAMPLE, payload
+
+
+def decode(data) -> object:
+    return decode_agent_status_event(json.dumps(data))
+
+
+def test_spec_sample_decodes_and_normalises():
+    event = decode(SPEC_SAMPLE)
+    assert event.agent_id == "5728255400000000"
+    assert event.target.phone_number == "+123456789"
+    assert event.call_center_ids == ["5883344555555555", "6214545667777777"]
+    assert event.on_duty_status == "unavailable"
+    assert event.date == 1620328863056
+    assert event.powerdialer_session is None
+
+
+def test_normalised_event_encodes_ids_as_strings_and_phone_once():
+    encoded = json.loads(encode(decode(SPEC_SAMPLE)))
+    assert encoded["target"]["id"] == "5728255400000000"
+    assert encoded["target"]["phone_number"] == "+123456789"
+    assert "phone" not in encoded["target"]
+    # and it decodes again to the same event
+    assert decode(encoded) == decode(SPEC_SAMPLE)
+
+
+@pytest.mark.parametrize("target_id", [5728255400000000, "5728255400000000"])
+def test_target_id_as_number_or_string(target_id):
+    assert decode(payload(target={"id": target_id})).agent_id == "5728255400000000"
+
+
+def test_id_above_2_pow_53_stays_exact():
+    big = 2**53 + 1
+    assert decode(payload(target={"id": big})).agent_id == str(big)
+
+
+def test_phone_number_field_from_the_field_table():
+    data = payload()
+    del data["target"]["phone"]
+    data["target"]["phone_number"] = "+15550001"
+    assert decode(data).target.phone_number == "+15550001"
+
+
+def test_phone_number_wins_over_phone_when_both_sent():
+    event = decode(payload(target={"phone_number": "+1555", "phone": "+1666"}))
+    assert event.target.phone_number == "+1555"
+
+
+@pytest.mark.parametrize("status", ["available", "unavailable", "occupied", "wrapup", "busy", "meeting-new-value"])
+def test_every_status_kept_including_unknown(status):
+    assert decode(payload(on_duty_status=status)).on_duty_status == status
+
+
+def test_numeric_call_center_ids_exposed_as_strings():
+    assert decode(payload(call_center_ids=[1234, "5678"])).call_center_ids == ["1234", "5678"]
+
+
+def test_unknown_fields_tolerated():
+    assert decode(payload(new_field_from_dialpad={"x": 1})).agent_id == "5728255400000000"
+
+
+@pytest.mark.parametrize("reason_fields", [{"on_duty_status_reason": ""}, {}])
+def test_reason_empty_or_absent(reason_fields):
+    data = payload()
+    del data["on_duty_status_reason"]
+    data.update(reason_fields)
+    assert decode(data).on_duty_status_reason in ("", None)
+
+
+@pytest.mark.parametrize(
+    "data, path, words",
+    [
+        (payload(date="1620328863056"), "$.date", "Expected `int`"),
+        (payload(date=-5), "$.date", ">= 0"),
+        (payload(call_center_ids="5883"), "$.call_center_ids", "Expected `array`"),
+        (payload(on_duty_status=3), "$.on_duty_status", "Expected `str`"),
+        (payload(target={"id": 1.5}), "$.target.id", "got `float`"),
+        (payload(powerdialer_mode="yes"), "$.powerdialer_mode", "Expected `bool"),
+        ({k: v for k, v in SPEC_SAMPLE.items() if k != "date"}, "$", "missing required field `date`"),
+        ({k: v for k, v in SPEC_SAMPLE.items() if k != "target"}, "$", "missing required field `target`"),
+        (payload(target={"id": None}), "$.target.id", "got `null`"),
+        ([SPEC_SAMPLE], "$", "Expected `object`, got `array`"),
+        ("just a string", "$", "Expected `object`, got `str`"),
+    ],
+)
+def test_malformed_input_names_the_field(data, path, words):
+    with pytest.raises(SchemaError) as caught:
+        decode(data)
+    assert caught.value.path == path
+    assert words in caught.value.message
+
+
+def test_missing_target_id_names_target():
+    data = payload()
+    del data["target"]["id"]
+    with pytest.raises(SchemaError) as caught:
+        decode(data)
+    assert caught.value.path == "$.target"
+    assert "`id`" in caught.value.message
+
+
+def test_invalid_json_is_a_schema_error():
+    with pytest.raises(SchemaError, match="invalid JSON"):
+        decode_agent_status_event(b'{"target": ')
+
+
+def test_payload_that_is_not_an_object():
+    with pytest.raises(SchemaError) as caught:
+        decode_agent_status_payload(["not", "an", "object"])
+    assert caught.value.path == "$"
+
+
+def test_dedup_identity_is_stable_and_ignores_display_fields_and_cc_order():
+    base = decode(SPEC_SAMPLE)
+    renamed = decode(payload(target={"name": "Nice Agent", "email": "x@y"},
+                             call_center_ids=list(reversed(SPEC_SAMPLE["call_center_ids"]))))
+    assert dedup_identity(base) == dedup_identity(renamed)
+    assert len(dedup_identity(base)) == 32
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"date": SPEC_SAMPLE["date"] + 1},
+        {"on_duty_status": "available"},
+        {"call_center_ids": ["5883344555555555"]},
+        {"on_duty_status_reason": "lunch"},
+        {"target": {"id": 1}},
+        {"event_timestamp": 1620328863334},
+        {"availability_status": "available"},
+    ],
+)
+def test_dedup_identity_differs_for_a_different_change(change):
+    assert dedup_identity(decode(SPEC_SAMPLE)) != dedup_identity(decode(payload(**change)))
