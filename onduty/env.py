@@ -58,3 +58,44 @@ def env_list(name: str, default: str = "", environ: Mapping[str, str] | None = N
 def kafka_bootstrap(environ: Mapping[str, str] | None = None) -> str:
     """The broker address every component uses (``ONDUTY_KAFKA_BOOTSTRAP``)."""
     return env_str("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP, environ)
+
+
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"15m"`` -> 900000. Units: ms, s, m, h, d; a bare number is milliseconds."""
+    raw = text.strip().lower()
+    for unit in ("ms", "s", "m", "h", "d"):
+        number = raw[: -len(unit)]
+        if raw.endswith(unit) and number.isdigit():
+            # "ms" is tried before "s" so "500ms" is not read as 500 m + "s"
+            return int(number) * _DURATION_UNITS_MS[unit]
+    if raw.isdigit():
+        return int(raw)
+    raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 15m, 1h, 1d)")
+
+
+def format_duration(ms: int) -> str:
+    """900000 -> ``"15m"``: the largest unit that divides ``ms`` exactly."""
+    for unit in ("d", "h", "m", "s"):
+        size = _DURATION_UNITS_MS[unit]
+        if ms % size == 0 and ms >= size:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def env_duration_ms(name: str, default: str, environ: Mapping[str, str] | None = None) -> int:
+    raw = env_str(name, default, environ)
+    try:
+        return parse_duration_ms(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name}: {exc}") from None
+
+
+def env_durations_ms(name: str, default: str, environ: Mapping[str, str] | None = None) -> list[int]:
+    """A comma-separated list of durations, e.g. ``15m,1h,1d``."""
+    try:
+        return [parse_duration_ms(item) for item in env_list(name, default, environ)]
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name}: {exc}") from None

@@ -1,0 +1,61 @@
+"""Settings of a processor worker, read from ``ONDUTY_*`` variables (and overridden by command-line flags)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onduty.env import (
+    env_bool,
+    env_duration_ms,
+    env_durations_ms,
+    env_int,
+    env_str,
+    kafka_bootstrap,
+)
+from schemas.topics import DEFAULT_PARTITIONS, RAW_AGENT_STATUS
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """Everything a worker needs; built once and passed in, never read at import."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    raw_topic: str = RAW_AGENT_STATUS
+    app_id: str = "onduty-processors"
+    """Consumer group and prefix of Faust's internal topics; workers with the same id share the work."""
+    partitions: int = DEFAULT_PARTITIONS
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path("var/processor")
+    window_sizes_ms: tuple[int, ...] = (15 * 60_000, 3_600_000, 86_400_000)
+    grace_ms: int = 5 * 60_000
+    late_horizon_ms: int = 7 * 86_400_000
+    idle_advance: bool = True
+    """Advance an idle partition's watermark with wall-clock time (live runs only, never for replays)."""
+    idle_after_ms: int = 60_000
+    """How long a partition must see no events before wall-clock time advances its watermark."""
+    batch_size: int = 1000
+    batch_within_s: float = 0.05
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ProcessorSettings":
+        environ = os.environ if environ is None else environ
+        return cls(
+            kafka_bootstrap=kafka_bootstrap(environ),
+            raw_topic=env_str("RAW_TOPIC", RAW_AGENT_STATUS, environ),
+            app_id=env_str("PROCESSOR_APP_ID", "onduty-processors", environ),
+            partitions=env_int("PARTITIONS", DEFAULT_PARTITIONS, environ),
+            web_host=env_str("PROCESSOR_WEB_HOST", "127.0.0.1", environ),
+            web_port=env_int("PROCESSOR_WEB_PORT", 6066, environ),
+            data_dir=Path(env_str("PROCESSOR_DATA_DIR", "var/processor", environ)),
+            window_sizes_ms=tuple(env_durations_ms("WINDOWS", "15m,1h,1d", environ)),
+            grace_ms=env_duration_ms("GRACE", "5m", environ),
+            late_horizon_ms=env_duration_ms("LATE_HORIZON", "7d", environ),
+            idle_advance=env_bool("IDLE_ADVANCE", True, environ),
+            idle_after_ms=env_duration_ms("IDLE_AFTER", "60s", environ),
+            batch_size=env_int("PROCESSOR_BATCH_SIZE", 1000, environ),
+        )
