@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "onduty.commands.kafka",
     "onduty.commands.schemas",
+    "onduty.commands.topics",
 ]
 
 
