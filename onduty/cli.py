@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES = [
     "onduty.commands.kafka",
+    "onduty.commands.processor",
     "onduty.commands.schemas",
     "onduty.commands.topics",
 ]

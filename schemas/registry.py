@@ -4,7 +4,15 @@ Each derived record module adds its Structs here; the file stem names the topic 
 """
 
 from schemas.agent_status import AgentStatusEvent
+from schemas.rejected import RejectedAgentStatus
+from schemas.dead_letter import DeadLetterRecord
+from schemas.roster import AgentStateRecord, CallCenterAgentRecord, CallCenterSummaryRecord
 
 EXPORTED_SCHEMAS: dict[str, type] = {
     "dialpad.agent-status.v1": AgentStatusEvent,
+    "dialpad.agent-status.rejected.v1": RejectedAgentStatus,
+    "onduty.agent-state.v1": AgentStateRecord,
+    "onduty.callcenter-agents.v1": CallCenterAgentRecord,
+    "onduty.callcenter-summary.v1": CallCenterSummaryRecord,
+    "onduty.dead-letter.v1": DeadLetterRecord,
 }

@@ -1,0 +1,55 @@
+"""``onduty processor``: run one processor worker (roster and time-in-status stages) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "processor", help="run one processor worker; several share the work (distinct --web-port and --data-dir)"
+    )
+    parser.add_argument("--web-port", type=int, default=None,
+                        help="query API port (ONDUTY_PROCESSOR_WEB_PORT, default 6066)")
+    parser.add_argument("--web-host", default=None,
+                        help="query API host, also the address other workers forward to (ONDUTY_PROCESSOR_WEB_HOST)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="worker data directory (ONDUTY_PROCESSOR_DATA_DIR, default var/processor)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust
+
+    from processors.app import create_app
+    from processors.settings import ProcessorSettings
+
+    settings = ProcessorSettings.from_env()
+    overrides = {"web_port": args.web_port, "web_host": args.web_host, "data_dir": args.data_dir}
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_pipeline_topics(settings)
+    app = create_app(settings)
+    level = logging.getLevelName(logging.getLogger().level).lower()
+    worker = faust.Worker(app, loglevel=level if level != "notset" else "info", quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def ensure_pipeline_topics(settings) -> None:
+    """Create missing pipeline topics before the worker subscribes (Faust ignores a missing source topic)."""
+    import asyncio
+
+    from onduty.topics_admin import ensure_topics
+    from schemas.topics import pipeline_topics
+
+    reports = asyncio.run(ensure_topics(settings.kafka_bootstrap, pipeline_topics(settings.raw_topic, settings.partitions)))
+    problems = [report.line() for report in reports if report.problem]
+    if problems:
+        raise SystemExit(
+            "topics do not match the documented configuration; the worker would not be co-partitioned:\n  "
+            + "\n  ".join(problems)
+        )

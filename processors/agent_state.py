@@ -1,0 +1,156 @@
+"""The agent-keyed rules of the on-duty roster: one agent's state + one event -> new state + records to emit.
+
+Pure: no Faust, no Kafka. The Faust stage (``roster_stage.py``) decodes, calls ``apply_event``, writes the
+returned state and sends the returned records.
+
+Rules (docs/semantics.md):
+* events are ordered by ``(date, event_timestamp, dedup identity)``; the latest one is the current state;
+* a duplicate (same dedup identity) changes nothing and emits nothing;
+* an event older than the current state is late: counted, never rolls the state back;
+* a source offset the agent has already applied is a replay after a worker restart: the state stays, and the
+  full current state is emitted again (idempotent upserts), so nothing a crash swallowed stays missing.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from schemas import AgentStatusEvent
+from schemas.roster import AgentStateRecord, AgentStatusSnapshot, CallCenterAgentRecord, RosterChange
+
+RECENT_IDS_KEPT = 64
+"""How many dedup identities an agent remembers: Dialpad's retries come within ~1.5 s, so this is ample."""
+
+
+class AgentState(msgspec.Struct, omit_defaults=True):
+    """What the agent stage keeps per agent (the ``agent-state`` table value)."""
+
+    agent_id: str
+    current: AgentStatusSnapshot | None = None
+    previous: AgentStatusSnapshot | None = None
+    agent_name: str | None = None
+    version: int = 0
+    late_events: int = 0
+    recent_ids: list[str] = []
+    last_offset: int = -1
+    """Highest source-topic offset applied for this agent (replay detection)."""
+    known_call_centers: list[str] = []
+    """Every call center the agent was ever on duty for, to re-emit leaves after a replay."""
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+    REPLAY = "replay"
+
+
+class AgentStep(msgspec.Struct):
+    """The result of applying one event."""
+
+    state: AgentState
+    outcome: Outcome
+    agent_record: AgentStateRecord | None = None
+    changes: list[RosterChange] = []
+
+
+def order_key(date_ms: int, event_timestamp_ms: int | None, dedup_id: str) -> tuple[int, int, str]:
+    """The total order of one agent's events: event time, then generation time, then identity."""
+    return (date_ms, event_timestamp_ms or 0, dedup_id)
+
+
+def snapshot_order_key(snapshot: AgentStatusSnapshot) -> tuple[int, int, str]:
+    return order_key(snapshot.date_ms, snapshot.event_timestamp_ms, snapshot.dedup_id)
+
+
+def apply_event(
+    state: AgentState | None, event: AgentStatusEvent, dedup_id: str, offset: int | None = None
+) -> AgentStep:
+    """Apply one decoded event to an agent's state."""
+    state = state or AgentState(agent_id=event.agent_id)
+    if offset is not None and offset <= state.last_offset:
+        return AgentStep(state, Outcome.REPLAY, agent_record(state), current_changes(state))
+    if dedup_id in state.recent_ids:
+        return AgentStep(state, Outcome.DUPLICATE)
+    recent_ids = [*state.recent_ids[-(RECENT_IDS_KEPT - 1):], dedup_id]
+    last_offset = state.last_offset if offset is None else offset
+    current = state.current
+    if current is not None and order_key(event.date, event.event_timestamp, dedup_id) < snapshot_order_key(current):
+        late = msgspec.structs.replace(
+            state, late_events=state.late_events + 1, recent_ids=recent_ids, last_offset=last_offset
+        )
+        return AgentStep(late, Outcome.LATE, agent_record(late))
+
+    since_ms = current.since_ms if current is not None and current.on_duty_status == event.on_duty_status else event.date
+    snapshot = AgentStatusSnapshot(
+        on_duty_status=event.on_duty_status,
+        call_center_ids=sorted(set(event.call_center_ids)),
+        since_ms=since_ms,
+        date_ms=event.date,
+        availability_status=event.availability_status,
+        on_duty_status_reason=event.on_duty_status_reason,
+        event_timestamp_ms=event.event_timestamp,
+        dedup_id=dedup_id,
+    )
+    new_state = msgspec.structs.replace(
+        state,
+        current=snapshot,
+        previous=current,
+        agent_name=event.target.name or state.agent_name,
+        version=state.version + 1,
+        recent_ids=recent_ids,
+        last_offset=last_offset,
+        known_call_centers=sorted(set(state.known_call_centers) | set(snapshot.call_center_ids)),
+    )
+    left = set(current.call_center_ids) - set(snapshot.call_center_ids) if current else set()
+    changes = [_leave(new_state, cc) for cc in sorted(left)]
+    changes += [_join(new_state, cc) for cc in snapshot.call_center_ids]
+    return AgentStep(new_state, Outcome.APPLIED, agent_record(new_state), changes)
+
+
+def agent_record(state: AgentState) -> AgentStateRecord | None:
+    """The agent-state topic record for a state (None before the first applied event)."""
+    if state.current is None:
+        return None
+    return AgentStateRecord(
+        agent_id=state.agent_id,
+        current=state.current,
+        updated_ms=state.current.date_ms,
+        version=state.version,
+        agent_name=state.agent_name,
+        previous=state.previous,
+        late_events=state.late_events,
+    )
+
+
+def current_changes(state: AgentState) -> list[RosterChange]:
+    """Every call center's view of this agent as of now: joins for the current ones, leaves for the rest."""
+    if state.current is None:
+        return []
+    on_duty = set(state.current.call_center_ids)
+    changes = [_leave(state, cc) for cc in state.known_call_centers if cc not in on_duty]
+    return changes + [_join(state, cc) for cc in state.current.call_center_ids]
+
+
+def _join(state: AgentState, call_center_id: str) -> RosterChange:
+    current = state.current
+    assert current is not None
+    entry = CallCenterAgentRecord(
+        call_center_id=call_center_id,
+        agent_id=state.agent_id,
+        on_duty_status=current.on_duty_status,
+        since_ms=current.since_ms,
+        updated_ms=current.date_ms,
+        agent_version=state.version,
+        agent_name=state.agent_name,
+        availability_status=current.availability_status,
+        on_duty_status_reason=current.on_duty_status_reason,
+    )
+    return RosterChange(call_center_id, state.agent_id, state.version, current.date_ms, entry)
+
+
+def _leave(state: AgentState, call_center_id: str) -> RosterChange:
+    assert state.current is not None
+    return RosterChange(call_center_id, state.agent_id, state.version, state.current.date_ms, None)

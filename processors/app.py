@@ -1,0 +1,41 @@
+"""The ``faust.App`` of the processor workers, built from settings; stages register themselves on it."""
+
+from __future__ import annotations
+
+import faust
+
+from processors import roster_stage, roster_views
+from processors.dead_letters import DeadLetterSender
+from processors.settings import ProcessorSettings
+from schemas import topics as t
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """``host1:9092,host2:9092`` -> Faust broker URLs."""
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def create_app(settings: ProcessorSettings) -> faust.App:
+    """A worker app with every stage registered; several workers with the same ``app_id`` share the partitions."""
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        datadir=str(settings.data_dir),
+        table_standby_replicas=settings.standby_replicas,
+        web_enabled=True,
+    )
+    specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, settings.partitions)}
+    dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])
+    stage = roster_stage.register(app, settings, dead_letters)
+    roster_views.register(app, stage)
+    return app

@@ -1,0 +1,36 @@
+"""Records a processor cannot decode go to ``onduty.dead-letter.v1`` with the reason; the worker goes on."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from processors.faust_io import output_topic
+from schemas import SchemaError, encode
+from schemas.dead_letter import DeadLetterRecord
+from schemas.topics import DEAD_LETTER, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterSender:
+    def __init__(self, app: faust.App, spec: TopicSpec) -> None:
+        assert spec.name == DEAD_LETTER
+        self.app = app
+        self.topic = output_topic(app, spec)
+
+    async def send(self, message: faust.types.Message, error: SchemaError) -> None:
+        record = DeadLetterRecord(
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            reason=error.message,
+            path=error.path,
+            failed_ms=int(time.time() * 1000),
+            key=(message.key or b"").decode("utf-8", "replace"),
+            value=(message.value or b"").decode("utf-8", "replace"),
+        )
+        log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+        await self.app.producer.send(DEAD_LETTER, message.key, encode(record), None, None, None)

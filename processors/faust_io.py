@@ -1,0 +1,65 @@
+"""Small Faust plumbing shared by the stages: byte-level topics and tables, sending encoded records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import msgspec
+
+from schemas import encode
+from schemas.topics import TopicSpec
+
+
+def raw_topic(app: faust.App, name: str, partitions: int, *, internal: bool = False,
+              config: dict[str, str] | None = None) -> faust.TopicT:
+    """A topic whose keys and values are plain bytes: the stages encode and decode with msgspec themselves."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        partitions=partitions, internal=internal, config=config,
+    )
+
+
+def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
+    """A derived topic declared with its documented partitions and cleanup policy."""
+    return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
+
+
+def byte_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
+    """A changelog-backed table of msgspec-encoded values, keyed by strings.
+
+    ``use_partitioner=True``: a key's changelog partition is the one the producer's partitioner picks for the key,
+    i.e. the partition of the source topic keyed the same way, even when a batch mixes partitions.
+    """
+    return app.Table(
+        name, default=None, partitions=partitions, use_partitioner=True, help=help,
+        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+    )
+
+
+class TableCodec:
+    """Decode/encode one Struct type as a table value, with decoders built once."""
+
+    def __init__(self, struct: type) -> None:
+        self._decoder = msgspec.json.Decoder(struct)
+
+    def get(self, table: faust.Table, key: str) -> Any:
+        raw = table.get(key)
+        return None if raw is None else self._decoder.decode(raw)
+
+    @staticmethod
+    def put(table: faust.Table, key: str, value: msgspec.Struct) -> None:
+        table[key] = encode(value)
+
+
+async def send_record(app: faust.App, topic: str, key: str, value: msgspec.Struct | None,
+                      timestamp_ms: int | None = None) -> None:
+    """Queue one record on the app's producer (None: a tombstone).
+
+    Not awaited for delivery: Faust flushes the producer before it commits the offsets of the events that
+    caused these records, so they are durable before their cause is marked done.
+    """
+    await app.producer.send(
+        topic, key.encode(), None if value is None else encode(value), None,
+        None if timestamp_ms is None else timestamp_ms / 1000.0, None,
+    )
