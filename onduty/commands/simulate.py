@@ -1,0 +1,155 @@
+"""``onduty simulate``: generate realistic agent status traffic, write it with its expected results, post it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+import time
+from pathlib import Path
+
+from onduty.env import env_duration_ms, env_durations_ms, env_int, env_list, parse_duration_ms
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/dialpad/agent-status"
+
+
+def default_url() -> str:
+    return f"http://127.0.0.1:{env_int('INGEST_PORT', 8080)}{WEBHOOK_PATH}"
+
+
+def parse_start_ms(text: str) -> int:
+    """``now``, unix milliseconds, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text == "now":
+        return int(time.time() * 1000)
+    if text.isdigit():
+        return int(text)
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def _share(text: str) -> float:
+    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (or 0% and 100%)")
+    return value
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate", help="generate agent status traffic: write it (with expected results) and/or post it",
+        description="Generate seeded Dialpad agent status traffic. Write it as JSON lines with FILE.expected.json "
+                    "(--out), post it as signed webhooks (--post), or post a written file (--replay).",
+    )
+    traffic = parser.add_argument_group("traffic")
+    traffic.add_argument("--agents", type=int, default=50, help="number of agents (default 50)")
+    traffic.add_argument("--call-centers", type=int, default=3, help="number of call centers (default 3)")
+    traffic.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    traffic.add_argument("--duration", type=_duration, default="8h", help="event-time span, e.g. 8h, 1d (default 8h)")
+    traffic.add_argument("--start", type=parse_start_ms, default=None,
+                         help="event-time start: ISO 8601, unix ms or 'now' (default 2025-03-03T00:00:00Z)")
+    traffic.add_argument("--duplicates", type=_share, default=0.02,
+                         help="share of events delivered twice, e.g. 0.02 or 2%% (default 0.02)")
+    traffic.add_argument("--out-of-order", type=_share, default=0.01,
+                         help="share of events delivered after the agent's next event (default 0.01)")
+    traffic.add_argument("--close-windows", action="store_true",
+                         help="end with each agent's unchanged state at start + duration + grace, so every window "
+                              "inside the duration closes")
+    traffic.add_argument("--grace", type=_duration, default=None, help="watermark grace (ONDUTY_GRACE, default 5m)")
+    traffic.add_argument("--windows", default=None,
+                         help="window sizes of the expected totals (ONDUTY_WINDOWS, default 15m,1h,1d)")
+
+    target = parser.add_argument_group("targets")
+    target.add_argument("--out", type=Path, help="write JSON lines to FILE and expected results to FILE.expected.json")
+    target.add_argument("--no-expected", action="store_true", help="with --out: skip FILE.expected.json")
+    target.add_argument("--post", nargs="?", const="", metavar="URL",
+                        help="post signed webhooks to URL (default http://127.0.0.1:$ONDUTY_INGEST_PORT" + WEBHOOK_PATH + ")")
+    target.add_argument("--replay", type=Path, metavar="FILE", help="post a file written by --out instead of generating")
+
+    posting = parser.add_argument_group("posting")
+    posting.add_argument("--secret", default=None, help="HS256 secret (default: first of ONDUTY_WEBHOOK_SECRETS)")
+    posting.add_argument("--unsigned", action="store_true", help="post plain JSON (ingest needs ONDUTY_ALLOW_UNSIGNED)")
+    posting.add_argument("--rate", type=float, default=None, help="requests per second (default: as fast as possible)")
+    posting.add_argument("--speed", type=float, default=None,
+                         help="keep the event-time pacing, compressed: 3600 replays an hour per second")
+    posting.add_argument("--concurrency", type=int, default=64, help="connections at most (default 64)")
+    posting.add_argument("--max-seconds", type=float, default=None, help="stop posting after this many seconds")
+    posting.add_argument("--no-retry", action="store_true", help="do not retry 5xx answers like Dialpad does")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from onduty.simulator import SimulationConfig, expected_results, generate
+    from onduty.simulator.files import expected_path, read_deliveries, write_deliveries, write_expected
+    from onduty.simulator.traffic import DEFAULT_START_MS
+
+    if not (args.out or args.post is not None or args.replay):
+        print("onduty simulate: say where the traffic goes: --out FILE, --post [URL] or --replay FILE",
+              file=sys.stderr)
+        return 2
+    if args.rate and args.speed:
+        print("onduty simulate: use either --rate or --speed, not both", file=sys.stderr)
+        return 2
+
+    if args.replay:
+        deliveries = list(read_deliveries(args.replay))
+        print(f"read {len(deliveries)} deliveries from {args.replay}", file=sys.stderr)
+        return _post(deliveries, args)
+
+    grace_ms = args.grace if args.grace is not None else env_duration_ms("GRACE", "5m")
+    config = SimulationConfig(
+        agents=args.agents, call_centers=args.call_centers, seed=args.seed,
+        start_ms=DEFAULT_START_MS if args.start is None else args.start, duration_ms=args.duration,
+        duplicate_share=args.duplicates, out_of_order_share=args.out_of_order,
+        close_windows=args.close_windows, grace_ms=grace_ms,
+    )
+    simulation = generate(config)
+    print(f"simulated {len(simulation.events)} events, {len(simulation.deliveries)} deliveries "
+          f"({config.agents} agents, {config.call_centers} call centers, seed {config.seed})", file=sys.stderr)
+    if args.out:
+        write_deliveries(args.out, simulation.deliveries)
+        print(f"wrote {args.out}", file=sys.stderr)
+        if not args.no_expected:
+            sizes = ([parse_duration_ms(s) for s in args.windows.split(",")] if args.windows
+                     else env_durations_ms("WINDOWS", "15m,1h,1d"))
+            expected = expected_results(simulation.payloads, sizes, grace_ms)
+            write_expected(expected_path(args.out), simulation, expected)
+            print(f"wrote {expected_path(args.out)} (windows complete until {expected['complete_until_ms']})",
+                  file=sys.stderr)
+    if args.post is not None:
+        return _post(simulation.deliveries, args)
+    return 0
+
+
+def _post(deliveries: list, args: argparse.Namespace) -> int:
+    from onduty.simulator.posting import PostSettings, post_deliveries
+
+    secret = None
+    if not args.unsigned:
+        secrets = env_list("WEBHOOK_SECRETS")
+        secret = args.secret or (secrets[0] if secrets else None)
+        if not secret:
+            print("onduty simulate: no secret to sign with: set ONDUTY_WEBHOOK_SECRETS, pass --secret, "
+                  "or --unsigned", file=sys.stderr)
+            return 2
+    settings = PostSettings(
+        url=args.post or default_url(), secret=secret, concurrency=args.concurrency, rate_per_s=args.rate,
+        speed=args.speed, retry=not args.no_retry, max_seconds=args.max_seconds,
+    )
+    print(f"posting {len(deliveries)} deliveries to {settings.url}", file=sys.stderr)
+    report = asyncio.run(post_deliveries(deliveries, settings))
+    print(report.summary())
+    ok = sum(n for code, n in report.statuses.items() if 200 <= code < 300)
+    return 0 if ok == report.total else 1
