@@ -1,0 +1,157 @@
+"""The roster's pure rules: agent stage (state + event -> state + records) and call-center stage."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from processors.agent_state import AgentState, Outcome, apply_event
+from processors.callcenter_roster import CallCenterRoster, ChangeOutcome, apply_change, summarize
+from schemas import dedup_identity
+from tests.roster_helpers import T0, event
+
+
+def run_agent(events, offsets=True):
+    """Apply events in order; return the final state and every step."""
+    state, steps = None, []
+    for offset, ev in enumerate(events):
+        step = apply_event(state, ev, dedup_identity(ev), offset if offsets else None)
+        state = step.state
+        steps.append(step)
+    return state, steps
+
+
+def rosters_from(steps) -> dict[str, CallCenterRoster]:
+    rosters: dict[str, CallCenterRoster] = {}
+    for step in steps:
+        for change in step.changes:
+            rosters[change.call_center_id] = apply_change(rosters.get(change.call_center_id), change).roster
+    return rosters
+
+
+def members(rosters) -> dict[str, dict[str, str]]:
+    return {cc: {a: e.on_duty_status for a, e in r.agents.items()} for cc, r in rosters.items()}
+
+
+@pytest.mark.parametrize(
+    "name, events, expected",
+    [
+        ("join", [event(1, ["A"])], {"A": {"1": "available"}}),
+        ("join two call centers", [event(1, ["A", "B"])], {"A": {"1": "available"}, "B": {"1": "available"}}),
+        ("leave one of two", [event(1, ["A", "B"]), event(1, ["B"], at_s=10)], {"A": {}, "B": {"1": "available"}}),
+        ("switch call centers", [event(1, ["A"]), event(1, ["B"], at_s=10)], {"A": {}, "B": {"1": "available"}}),
+        ("status change", [event(1, ["A"]), event(1, ["A"], "busy", at_s=5)], {"A": {"1": "busy"}}),
+        ("empty list leaves all", [event(1, ["A", "B"]), event(1, [], "unavailable", at_s=5)], {"A": {}, "B": {}}),
+        ("unknown status carried", [event(1, ["A"], "in-a-meeting")], {"A": {"1": "in-a-meeting"}}),
+        ("rejoin after leave", [event(1, ["A"]), event(1, [], at_s=1), event(1, ["A"], "busy", at_s=2)],
+         {"A": {"1": "busy"}}),
+        ("two agents", [event(1, ["A"]), event(2, ["A"], "wrapup", at_s=1)], {"A": {"1": "available", "2": "wrapup"}}),
+        ("agent in many call centers", [event(1, [f"C{i}" for i in range(20)], "busy")],
+         {f"C{i}": {"1": "busy"} for i in range(20)}),
+    ],
+)
+def test_rosters(name, events, expected):
+    by_agent: dict[str, list] = {}
+    for ev in events:
+        by_agent.setdefault(ev.agent_id, []).append(ev)
+    steps = [step for evs in by_agent.values() for step in run_agent(evs)[1]]
+    assert members(rosters_from(steps)) == expected
+
+
+def test_since_ms_kept_while_status_unchanged():
+    state, _ = run_agent([event(1, ["A"], "available"), event(1, ["A", "B"], "available", at_s=30),
+                          event(1, ["B"], "busy", at_s=60)])
+    assert state.current.since_ms == T0 + 60_000
+    assert state.previous.since_ms == T0
+    state, _ = run_agent([event(1, ["A"], "available"), event(1, ["A", "B"], "available", at_s=30)])
+    assert state.current.since_ms == T0
+
+
+def test_duplicate_changes_nothing_and_emits_nothing():
+    first = event(1, ["A"], "busy")
+    state, steps = run_agent([first, event(1, ["A"], "available", at_s=5), first])
+    assert steps[-1].outcome is Outcome.DUPLICATE
+    assert steps[-1].agent_record is None and steps[-1].changes == []
+    assert state.current.on_duty_status == "available" and state.version == 2
+
+
+def test_out_of_order_event_is_late_and_does_not_roll_back():
+    state, steps = run_agent([event(1, ["A"], "busy", at_s=10), event(1, ["B"], "available", at_s=5)])
+    assert steps[-1].outcome is Outcome.LATE
+    assert steps[-1].changes == []
+    assert state.current.on_duty_status == "busy" and state.current.call_center_ids == ["A"]
+    assert state.late_events == 1
+    assert steps[-1].agent_record.late_events == 1
+
+
+def test_equal_dates_are_ordered_by_event_timestamp_whatever_the_arrival():
+    older = event(1, ["A"], "busy", event_timestamp=T0 + 1)
+    newer = event(1, ["A"], "available", event_timestamp=T0 + 2)
+    for order in ([older, newer], [newer, older]):
+        state, _ = run_agent(order)
+        assert state.current.on_duty_status == "available"
+
+
+def test_replayed_offset_reemits_full_current_state_without_changing_it():
+    events = [event(1, ["A", "B"]), event(1, ["B"], "busy", at_s=5)]
+    state, _ = run_agent(events)
+    step = apply_event(state, events[0], dedup_identity(events[0]), offset=0)
+    assert step.outcome is Outcome.REPLAY
+    assert step.state == state
+    assert step.agent_record.current.on_duty_status == "busy"
+    views = {c.call_center_id: c.entry for c in step.changes}
+    assert views["A"] is None and views["B"].on_duty_status == "busy"
+
+
+def test_state_survives_encoding_roundtrip():
+    import msgspec
+
+    state, _ = run_agent([event(1, ["A"]), event(1, ["A"], "busy", at_s=1)])
+    encoded = msgspec.json.encode(state)
+    assert msgspec.json.decode(encoded, type=AgentState) == state
+
+
+def test_callcenter_stage_ignores_stale_and_repeats_same_version():
+    _, steps = run_agent([event(1, ["A"]), event(1, [], at_s=1), event(1, ["A"], "busy", at_s=2)])
+    join1, leave2, join3 = (step.changes[0] for step in steps)
+    roster = apply_change(apply_change(None, join1).roster, join3).roster
+    stale = apply_change(roster, leave2)
+    assert stale.outcome is ChangeOutcome.STALE and stale.roster == roster
+    repeat = apply_change(roster, join3)
+    assert repeat.outcome is ChangeOutcome.REPEATED and repeat.entry.on_duty_status == "busy"
+    # a stale join after a leave does not resurrect the agent
+    left = apply_change(apply_change(None, join1).roster, leave2).roster
+    assert apply_change(left, join1).outcome is ChangeOutcome.STALE
+    assert left.agents == {}
+
+
+def test_callcenter_changes_in_any_redelivery_order_converge():
+    evs = [event(1, ["A"]), event(1, ["A", "B"], "busy", at_s=1), event(1, ["B"], at_s=2),
+           event(2, ["A"], "wrapup", at_s=3), event(1, ["A"], "occupied", at_s=4)]
+    by_agent: dict[str, list] = {}
+    for ev in evs:
+        by_agent.setdefault(ev.agent_id, []).append(ev)
+    changes = [c for evs_ in by_agent.values() for step in run_agent(evs_)[1] for c in step.changes]
+    expected = members(rosters_from([type("S", (), {"changes": changes})()]))
+    rng = random.Random(7)
+    for _ in range(50):
+        redelivered = changes + rng.sample(changes, k=len(changes) // 2)  # at-least-once duplicates
+        # per agent and call center, redelivery keeps the agent's order; interleaving across agents is free
+        rng.shuffle(redelivered)
+        redelivered.sort(key=lambda c: (c.agent_id, c.call_center_id, c.agent_version))
+        rosters: dict[str, CallCenterRoster] = {}
+        for change in redelivered:
+            rosters[change.call_center_id] = apply_change(rosters.get(change.call_center_id), change).roster
+        assert members(rosters) == expected
+
+
+def test_summary_counts_by_status_and_availability():
+    evs = [event(1, ["A"], "busy"), event(2, ["A"], "busy", at_s=1, availability_status="available"),
+           event(3, ["A"], "wrapup", at_s=2, availability_status=None)]
+    steps = [s for ev in evs for s in run_agent([ev])[1]]
+    summary = summarize(rosters_from(steps)["A"])
+    assert summary.on_duty_agents == 3
+    assert summary.agents_by_status == {"busy": 2, "wrapup": 1}
+    assert summary.agents_by_availability == {"available": 1, "unavailable": 1, "unknown": 1}
+    assert summary.as_of_ms == T0 + 2000
