@@ -15,7 +15,9 @@ COMMAND_MODULES = [
     "onduty.commands.kafka",
     "onduty.commands.processor",
     "onduty.commands.schemas",
+    "onduty.commands.tail",
     "onduty.commands.topics",
+    "onduty.commands.up",
 ]
 
 
