@@ -1,0 +1,64 @@
+"""Posting deliveries like Dialpad: HS256-signed bodies, 5xx retried, 4xx not, status codes summarised."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from aiohttp import web
+
+from onduty.simulator import SimulationConfig, generate
+from onduty.simulator.posting import PostSettings, post_deliveries
+
+SECRET = "a-test-secret-of-at-least-32-bytes!"
+
+
+@pytest.fixture
+async def receiver():
+    """A webhook receiver that verifies each token, answers 503 to the first 5 requests, refuses 'busy'."""
+    received: list[dict] = []
+    failed: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        claims = jwt.decode(body, SECRET, algorithms=["HS256"])
+        if claims["on_duty_status"] == "busy":
+            return web.Response(status=422)
+        if len(failed) < 5:
+            failed.append(body)
+            return web.Response(status=503)
+        received.append(claims)
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/hook", received, failed
+    await runner.cleanup()
+
+
+async def test_posts_signed_payloads_retries_5xx_and_summarises_status_codes(receiver):
+    url, received, failed = receiver
+    deliveries = generate(SimulationConfig(agents=3, duration_ms=3_600_000, seed=2)).deliveries
+    busy = sum(1 for d in deliveries if d.payload["on_duty_status"] == "busy")
+    responses = []
+    report = await post_deliveries(deliveries, PostSettings(url, SECRET, concurrency=8, progress=None),
+                                   on_response=lambda d, status, start, end: responses.append(status))
+    assert report.statuses == ({202: len(deliveries) - busy, 422: busy} if busy else {202: len(deliveries)})
+    assert report.retries == len(failed) == 5
+    assert sorted(map(str, received)) == sorted(str(d.payload) for d in deliveries
+                                                if d.payload["on_duty_status"] != "busy")
+    assert len(responses) == len(deliveries)
+    assert "202: " in report.summary()
+
+
+async def test_rate_and_time_limit_bound_a_run(receiver):
+    url, received, _ = receiver
+    deliveries = generate(SimulationConfig(agents=20, duration_ms=3_600_000, seed=2)).deliveries
+    report = await post_deliveries(deliveries, PostSettings(url, SECRET, rate_per_s=50, max_seconds=0.5,
+                                                            progress=None))
+    assert report.stopped_early
+    assert 10 <= report.done <= 40
