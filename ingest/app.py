@@ -1,0 +1,73 @@
+"""The application factory: ``create_app(settings) -> web.Application``, one ``cleanup_ctx`` per client.
+
+Start-up order: spool (recovered from disk), Kafka producer (may be unreachable: events then go to the
+spool), drainer task. Shutdown runs them in reverse after aiohttp stopped accepting and finished the
+requests in flight: stop the drainer, flush the producer, sync and close the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from ingest import keys
+from ingest.delivery import Delivery
+from ingest.errors import IngestError
+from ingest.handlers import setup_routes
+from ingest.metrics import IngestMetrics
+from ingest.publisher import KafkaPublisher, Publisher
+from ingest.settings import IngestSettings
+from ingest.spool import Spool
+from ingest.verification import TokenVerifier
+
+
+def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) -> web.Application:
+    """Build the service. ``publisher`` replaces Kafka (unit tests); by default an aiokafka producer."""
+    settings.check()
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[keys.SETTINGS] = settings
+    app[keys.VERIFIER] = TokenVerifier(settings.webhook_secrets, allow_unsigned=settings.allow_unsigned,
+                                       leeway_s=settings.jwt_leeway_s)
+    app[keys.METRICS] = IngestMetrics()
+    app.cleanup_ctx.append(spool_ctx)
+    app.cleanup_ctx.append(_publisher_ctx(publisher))
+    app.cleanup_ctx.append(drainer_ctx)
+    setup_routes(app)
+    return app
+
+
+async def spool_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, segment_bytes=settings.spool_segment_bytes)
+    await asyncio.get_running_loop().run_in_executor(None, spool.open)
+    app[keys.SPOOL] = spool
+    yield
+    await spool.close()
+
+
+def _publisher_ctx(publisher: Publisher | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[keys.SETTINGS]
+        client = publisher or KafkaPublisher(settings.kafka_bootstrap,
+                                             request_timeout_ms=settings.kafka_request_timeout_ms)
+        await client.start()
+        app[keys.PUBLISHER] = client
+        yield
+        await client.stop(settings.shutdown_timeout_ms / 1000)
+
+    return publisher_ctx
+
+
+async def drainer_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, spool, publisher = app[keys.SETTINGS], app[keys.SPOOL], app[keys.PUBLISHER]
+    delivery = Delivery(publisher, spool, app[keys.METRICS], deadline_s=settings.publish_deadline_ms / 1000)
+    delivery.kafka_up = publisher.started and spool.is_empty()
+    app[keys.DELIVERY] = delivery
+    app[keys.DRAINER] = task = asyncio.create_task(delivery.drain_forever(), name="spool-drainer")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, IngestError):  # a damaged spool was logged already
+        await task

@@ -1,0 +1,110 @@
+"""HTTP handlers: read, call the core, answer. Domain errors map to statuses here and nowhere else.
+
+202 means the event is durable (acknowledged by Kafka or fsync'd in the spool). 401/413/422 are final
+(Dialpad never retries a 4xx); 503 only when the event could not be kept, so Dialpad retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+from aiohttp import web
+
+from ingest import keys
+from ingest.errors import BodyTooLarge, IngestError, InvalidEvent, SpoolFull, VerificationError
+from ingest.records import decode_event, event_record, rejected_record
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/dialpad/agent-status"
+_json = msgspec.json.Encoder()
+_ACCEPTED = {mode: _json.encode({"status": "accepted", "kept_in": mode}) for mode in ("kafka", "spool")}
+
+
+def _error(status: int, error: str, detail: str, **extra: object) -> web.Response:
+    body = {"error": error, "detail": detail, **{k: v for k, v in extra.items() if v is not None}}
+    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"body exceeds the limit of {limit} bytes") from None
+
+
+async def receive_agent_status(request: web.Request) -> web.Response:
+    """``POST /webhooks/dialpad/agent-status``: verify, validate, keep, answer."""
+    app = request.app
+    settings, metrics = app[keys.SETTINGS], app[keys.METRICS]
+    received_ms = time.time_ns() // 1_000_000
+    try:
+        verified = app[keys.VERIFIER].verify_body(await _read_body(request, settings.max_body_bytes))
+        try:
+            event = decode_event(verified)
+        except InvalidEvent as invalid:
+            await app[keys.DELIVERY].keep(rejected_record(verified, invalid, settings.rejected_topic, received_ms))
+            raise
+        record = event_record(event, settings.raw_topic, received_ms)
+        outcome = await app[keys.DELIVERY].keep(record)
+    except IngestError as exc:
+        return _error_response(exc, metrics)
+    metrics.requests[outcome] += 1
+    return web.Response(status=202, body=_ACCEPTED["kafka" if outcome == "published" else "spool"],
+                        content_type="application/json")
+
+
+def _error_response(exc: IngestError, metrics) -> web.Response:
+    if isinstance(exc, VerificationError):
+        metrics.requests["unauthorized"] += 1
+        metrics.verification_failures[exc.reason] += 1
+        log.warning("webhook refused (401, %s): %s", exc.reason, exc.detail)
+        return _error(401, f"verification_failed:{exc.reason}", exc.detail)
+    if isinstance(exc, BodyTooLarge):
+        metrics.requests["too_large"] += 1
+        return _error(413, "body_too_large", str(exc))
+    if isinstance(exc, InvalidEvent):
+        metrics.requests["invalid"] += 1
+        log.warning("authentic event failed validation (422, kept on the rejected topic): %s at %s",
+                    exc.message, exc.path)
+        return _error(422, "invalid_event", exc.message, path=exc.path)
+    if isinstance(exc, SpoolFull):
+        metrics.requests["unavailable"] += 1
+        log.error("event not kept (503, the sender will retry): %s", exc)
+        return _error(503, "unavailable", str(exc))
+    raise exc
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and serving."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Kafka answers (mode ``kafka``) or the spool has room (mode ``spool``)."""
+    delivery, spool = request.app[keys.DELIVERY], request.app[keys.SPOOL]
+    if await delivery.check_kafka():
+        return web.json_response({"status": "ready", "mode": "kafka"})
+    body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
+    if spool.has_room():
+        return web.json_response({"status": "ready", **body})
+    return web.json_response({"status": "not ready: Kafka unreachable and the spool is full", **body}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    app = request.app
+    text = app[keys.METRICS].render(app[keys.SPOOL], app[keys.DELIVERY].kafka_up)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post(WEBHOOK_PATH, receive_agent_status)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,107 @@
+"""The Kafka edge: an idempotent aiokafka producer with ``acks=all`` that sends ``OutboundRecord`` s.
+
+``start`` never raises for an unreachable broker: the service must accept (and spool) events while Kafka
+is down, so a failed start only leaves the publisher not ``started``; the drainer calls ``start`` again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ingest.records import OutboundRecord
+
+log = logging.getLogger(__name__)
+
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, asyncio.TimeoutError, OSError)
+"""What a failed send or start may raise: each means "not acknowledged", never "lost" (the spool keeps it)."""
+
+
+class Publisher(Protocol):
+    """What the service needs from Kafka; ``KafkaPublisher`` in production, an in-memory double in unit tests."""
+
+    @property
+    def started(self) -> bool: ...
+
+    async def start(self) -> bool: ...
+
+    async def send(self, record: OutboundRecord) -> None: ...
+
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None: ...
+
+    async def probe(self, timeout_s: float) -> bool: ...
+
+    async def stop(self, timeout_s: float) -> None: ...
+
+
+class KafkaPublisher:
+    """Sends records with idempotence and ``acks=all``; each ``send`` returns once the broker acknowledged."""
+
+    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 10_000, client_id: str = "onduty-ingest") -> None:
+        self._bootstrap = bootstrap
+        self._request_timeout_ms = request_timeout_ms
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> bool:
+        """Connect; return False (and stay stopped) when the broker cannot be reached."""
+        if self._producer is not None:
+            return True
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", enable_idempotence=True,
+            request_timeout_ms=self._request_timeout_ms, linger_ms=0,
+        )
+        try:
+            await producer.start()
+        except PUBLISH_ERRORS as exc:
+            log.warning("Kafka at %s not reachable (%s); events go to the spool until it is", self._bootstrap, exc)
+            await producer.stop()
+            return False
+        self._producer = producer
+        log.info("Kafka producer connected to %s", self._bootstrap)
+        return True
+
+    async def send(self, record: OutboundRecord) -> None:
+        assert self._producer is not None, "send() before start()"
+        ack = await self._producer.send(
+            record.topic, record.value, key=record.key, timestamp_ms=record.timestamp_ms, headers=record.headers,
+        )
+        await ack
+
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        """Send in order and wait for every acknowledgement (the broker keeps per-partition order)."""
+        assert self._producer is not None, "send_batch() before start()"
+        acks = [
+            await self._producer.send(r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms, headers=r.headers)
+            for r in records
+        ]
+        await asyncio.gather(*acks)
+
+    async def probe(self, timeout_s: float) -> bool:
+        """Can a broker answer a metadata request right now?"""
+        if self._producer is None:
+            return await self.start()
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout_s)
+        except PUBLISH_ERRORS:
+            return False
+        return True
+
+    async def stop(self, timeout_s: float) -> None:
+        """Flush what is in flight (bounded by ``timeout_s``) and close."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.stop(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("Kafka producer did not flush within %.1fs; unacknowledged events are in the spool", timeout_s)

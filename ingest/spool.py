@@ -1,0 +1,278 @@
+"""The durable spool: where an event waits, on local disk, while Kafka is slow or down.
+
+Layout: append-only segment files ``<seq>.spool`` in one directory, and a ``cursor`` file naming the first
+record not yet acknowledged by Kafka (segment and byte offset). A record is framed as
+``length (u32 LE) | crc32 (u32 LE) | msgpack(OutboundRecord)``.
+
+* ``append`` returns once the record is on disk (written and ``fsync``'d). Appends arriving while a sync
+  runs are written together by the next one (group commit): one ``fsync`` for many requests.
+* The drainer reads batches in arrival order from the cursor and ``commit``s the cursor only after Kafka
+  acknowledged the batch; fully drained segments are deleted.
+* At start the spool scans what is left and truncates a torn tail (a crash in the middle of a write),
+  so it survives a crash or restart; records after the cursor are delivered again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from ingest.errors import SpoolCorrupt, SpoolFull
+from ingest.records import OutboundRecord
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("<II")
+_SUFFIX = ".spool"
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(OutboundRecord)
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    """The position of the first record Kafka has not acknowledged."""
+
+    segment: int
+    offset: int
+
+
+@dataclass
+class _Segment:
+    seq: int
+    path: Path
+    size: int
+    """Bytes written and synced: readers never look past it."""
+
+
+def encode_frame(record: OutboundRecord) -> bytes:
+    body = _encoder.encode(record)
+    return _FRAME.pack(len(body), zlib.crc32(body)) + body
+
+
+def _scan(data: bytes, max_records: int | None = None) -> tuple[list[OutboundRecord], int]:
+    """Decode whole, intact frames from ``data`` (at most ``max_records``); return them and the bytes they span."""
+    records: list[OutboundRecord] = []
+    pos = 0
+    while pos + _FRAME.size <= len(data) and (max_records is None or len(records) < max_records):
+        length, crc = _FRAME.unpack_from(data, pos)
+        end = pos + _FRAME.size + length
+        if end > len(data):
+            break
+        body = data[pos + _FRAME.size:end]
+        if zlib.crc32(body) != crc:
+            break
+        try:
+            records.append(_decoder.decode(body))
+        except msgspec.DecodeError:
+            break
+        pos = end
+    return records, pos
+
+
+class Spool:
+    """A bounded, durable FIFO of ``OutboundRecord`` s. One writer (group commit), one reader (the drainer)."""
+
+    def __init__(self, directory: Path, *, max_bytes: int, segment_bytes: int = 16 * 1024 * 1024) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.wakeup = asyncio.Event()
+        """Set whenever records become readable; the drainer waits on it."""
+        self._segments: list[_Segment] = []
+        self._cursor = Cursor(0, 0)
+        self._pending_records = 0
+        self._oldest_received_ms: int | None = None
+        self._queue: list[tuple[bytes, asyncio.Future[None], int]] = []
+        self._queued_bytes = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._fd: int | None = None
+        self._fd_seq = -1
+        self._closed = False
+
+    # ----- state -------------------------------------------------------------------------------------------
+
+    @property
+    def pending_records(self) -> int:
+        """Records on disk that Kafka has not acknowledged yet."""
+        return self._pending_records
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(s.size for s in self._segments) - self._cursor.offset if self._segments else 0
+
+    @property
+    def oldest_received_ms(self) -> int | None:
+        """Receive time of the oldest record waiting, or None when the spool is empty."""
+        return self._oldest_received_ms
+
+    def is_empty(self) -> bool:
+        return self._pending_records == 0 and not self._queue
+
+    def has_room(self, frame_bytes: int = 0) -> bool:
+        return self.pending_bytes + self._queued_bytes + frame_bytes <= self.max_bytes
+
+    # ----- open / close ------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Recover the spool from disk: read the cursor, drop drained segments, truncate a torn tail."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cursor_file = self.directory / "cursor"
+        if cursor_file.exists():
+            self._cursor = msgspec.json.decode(cursor_file.read_bytes(), type=Cursor)
+        seqs = sorted(int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit())
+        for seq in seqs:
+            path = self._path(seq)
+            if seq < self._cursor.segment:
+                path.unlink()
+                continue
+            data = path.read_bytes()
+            start = self._cursor.offset if seq == self._cursor.segment else 0
+            records, used = _scan(data[start:])
+            if start + used < len(data):
+                log.warning("spool %s: %d bytes after offset %d are not a whole record (torn write); truncating",
+                            path.name, len(data) - start - used, start + used)
+                os.truncate(path, start + used)
+            if records and self._oldest_received_ms is None:
+                self._oldest_received_ms = records[0].received_ms
+            self._pending_records += len(records)
+            self._segments.append(_Segment(seq, path, start + used))
+        if not self._segments or self._segments[0].seq != self._cursor.segment:
+            # the cursor's segment is gone (fully drained and deleted): continue from the next one
+            first = self._segments[0].seq if self._segments else self._cursor.segment + 1
+            self._cursor = Cursor(first, 0)
+            if not self._segments:
+                self._segments.append(_Segment(first, self._path(first), 0))
+        if self._pending_records:
+            log.info("spool %s: %d records waiting for Kafka", self.directory, self._pending_records)
+            self.wakeup.set()
+
+    async def close(self) -> None:
+        """Sync what was appended, then close the file (called at shutdown)."""
+        self._closed = True
+        if self._flusher is not None:
+            await self._flusher
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # ----- writing -----------------------------------------------------------------------------------------
+
+    async def append(self, record: OutboundRecord) -> None:
+        """Keep ``record`` durably; return once it is fsync'd. Raise ``SpoolFull`` when there is no room."""
+        if self._closed:
+            raise SpoolFull("the service is shutting down")
+        frame = encode_frame(record)
+        if not self.has_room(len(frame)):
+            raise SpoolFull(f"spool full ({self.pending_bytes} of {self.max_bytes} bytes waiting for Kafka)")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((frame, future, record.received_ms))
+        self._queued_bytes += len(frame)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_queue())
+        await future
+
+    async def _flush_queue(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue, []
+            self._queued_bytes -= sum(len(frame) for frame, _, _ in batch)
+            data = b"".join(frame for frame, _, _ in batch)
+            tail = self._segments[-1]
+            if tail.size >= self.segment_bytes:
+                tail = _Segment(tail.seq + 1, self._path(tail.seq + 1), 0)
+                self._segments.append(tail)
+            try:
+                await loop.run_in_executor(None, self._write_synced, tail.seq, data)
+            except OSError as exc:
+                log.error("spool write failed: %s", exc)
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(SpoolFull(f"spool not writable: {exc.strerror}"))
+                continue
+            tail.size += len(data)
+            if self._pending_records == 0:
+                self._oldest_received_ms = batch[0][2]
+            self._pending_records += len(batch)
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_result(None)
+            self.wakeup.set()
+
+    def _write_synced(self, seq: int, data: bytes) -> None:
+        """Runs in a worker thread: append ``data`` to segment ``seq`` and fsync it."""
+        if self._fd_seq != seq:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd_seq = seq
+            _fsync_dir(self.directory)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    # ----- reading -----------------------------------------------------------------------------------------
+
+    def read_batch(self, max_records: int, max_bytes: int = 1024 * 1024) -> tuple[list[OutboundRecord], Cursor]:
+        """Up to ``max_records`` records from the cursor, in arrival order, and the cursor after them."""
+        cursor = self._cursor
+        for segment in self._segments:
+            if segment.seq < cursor.segment:
+                continue
+            if cursor.offset >= segment.size:
+                if segment is self._segments[-1]:
+                    break
+                cursor = Cursor(segment.seq + 1, 0)
+                continue
+            with open(segment.path, "rb") as file:
+                file.seek(cursor.offset)
+                data = file.read(min(segment.size - cursor.offset, max_bytes))
+                if len(data) >= _FRAME.size:  # a single record larger than max_bytes: read all of it
+                    whole = _FRAME.size + _FRAME.unpack_from(data)[0]
+                    if whole > len(data) and cursor.offset + whole <= segment.size:
+                        data += file.read(whole - len(data))
+            records, used = _scan(data, max_records)
+            if not records:
+                raise SpoolCorrupt(f"spool {segment.path.name}: no readable record at offset {cursor.offset}")
+            return records, Cursor(segment.seq, cursor.offset + used)
+        return [], cursor
+
+    async def commit(self, cursor: Cursor, records: int) -> None:
+        """Kafka acknowledged ``records`` records up to ``cursor``: persist it and drop drained segments."""
+        await asyncio.get_running_loop().run_in_executor(None, self._write_cursor, cursor)
+        self._cursor = cursor
+        self._pending_records -= records
+        while len(self._segments) > 1 and self._segments[0].seq < cursor.segment:
+            self._segments.pop(0).path.unlink(missing_ok=True)
+        if self._pending_records == 0:
+            self._oldest_received_ms = None
+        else:
+            head, _ = self.read_batch(1)
+            self._oldest_received_ms = head[0].received_ms if head else None
+
+    def _write_cursor(self, cursor: Cursor) -> None:
+        tmp = self.directory / "cursor.tmp"
+        with open(tmp, "wb") as file:
+            file.write(msgspec.json.encode(cursor))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, self.directory / "cursor")
+        _fsync_dir(self.directory)
+
+    def _path(self, seq: int) -> Path:
+        return self.directory / f"{seq:012d}{_SUFFIX}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
