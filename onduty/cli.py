@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "onduty.commands.kafka",
     "onduty.commands.processor",
     "onduty.commands.schemas",
+    "onduty.commands.simulate",
     "onduty.commands.tail",
     "onduty.commands.topics",
     "onduty.commands.up",
