@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -22,6 +23,8 @@ from ingest.publisher import KafkaPublisher, Publisher
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
 from ingest.verification import TokenVerifier
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) -> web.Application:
@@ -46,6 +49,7 @@ async def spool_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.SPOOL] = spool
     yield
     await spool.close()
+    log.info("ingest stopped: spool synced, %d records waiting for Kafka", spool.pending_records)
 
 
 def _publisher_ctx(publisher: Publisher | None) -> Callable[[web.Application], AsyncIterator[None]]:

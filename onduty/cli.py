@@ -12,6 +12,7 @@ import logging
 import sys
 
 COMMAND_MODULES = [
+    "onduty.commands.ingest",
     "onduty.commands.kafka",
     "onduty.commands.processor",
     "onduty.commands.schemas",
