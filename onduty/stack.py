@@ -224,6 +224,7 @@ class LocalStack:
         service = Service(
             "ingest", onduty_argv(*SERVICE_COMMANDS["ingest"]),
             self.service_env(ONDUTY_INGEST_PORT=str(port),
+                             ONDUTY_INGEST_HOST=self.config.environ.get("ONDUTY_INGEST_HOST", "127.0.0.1"),
                              ONDUTY_SPOOL_DIR=str(self.config.var_dir / "ingest-spool")),
             self.config.var_dir / "logs" / "ingest.log", ready_url=f"http://127.0.0.1:{port}/healthz",
         )
@@ -233,11 +234,13 @@ class LocalStack:
         """Start worker ``worker`` (0-based): web port ``first_web_port + worker``, data dir ``var/processor-<n>``."""
         port = self.config.web_port(worker)
         name = name or f"processor-{worker + 1}"
-        argv = onduty_argv(*SERVICE_COMMANDS["processor"], "--web-port", str(port),
-                           "--data-dir", str(self.config.var_dir / f"processor-{worker + 1}"))
-        service = Service(name, argv, self.service_env(ONDUTY_PROCESSOR_WEB_HOST="127.0.0.1"),
+        service = Service(name, self.processor_argv(worker), self.service_env(ONDUTY_PROCESSOR_WEB_HOST="127.0.0.1"),
                           self.config.var_dir / "logs" / f"{name}.log", ready_url=f"http://127.0.0.1:{port}/")
         return self._add(service)
+
+    def processor_argv(self, worker: int) -> list[str]:
+        return onduty_argv(*SERVICE_COMMANDS["processor"], "--web-port", str(self.config.web_port(worker)),
+                           "--data-dir", str(self.config.var_dir / f"processor-{worker + 1}"))
 
     def _add(self, service: Service) -> Service:
         service.start()
