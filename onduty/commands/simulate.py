@@ -33,6 +33,17 @@ def parse_start_ms(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def recent_start_ms(duration_ms: int, now_ms: int | None = None) -> int:
+    """The default start: a UTC midnight such that the whole span ends by today's midnight.
+
+    Recent on purpose: the raw topic keeps 30 days by event time, so older traffic would be deleted by retention;
+    fixed for a whole day, so that a seed gives the same file all day (pass --start to pin it for good).
+    """
+    day = 86_400_000
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return now_ms - now_ms % day - -(-duration_ms // day) * day
+
+
 def _share(text: str) -> float:
     value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     if not 0 <= value <= 1:
@@ -59,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     traffic.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     traffic.add_argument("--duration", type=_duration, default="8h", help="event-time span, e.g. 8h, 1d (default 8h)")
     traffic.add_argument("--start", type=parse_start_ms, default=None,
-                         help="event-time start: ISO 8601, unix ms or 'now' (default 2025-03-03T00:00:00Z)")
+                         help="event-time start: ISO 8601, unix ms or 'now' (default: the UTC midnight that ends the span by "
+                              "today's midnight)")
     traffic.add_argument("--duplicates", type=_share, default=0.02,
                          help="share of events delivered twice, e.g. 0.02 or 2%% (default 0.02)")
     traffic.add_argument("--out-of-order", type=_share, default=0.01,
@@ -93,7 +105,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from onduty.simulator import SimulationConfig, expected_results, generate
     from onduty.simulator.files import expected_path, read_deliveries, write_deliveries, write_expected
-    from onduty.simulator.traffic import DEFAULT_START_MS
 
     if not (args.out or args.post is not None or args.replay):
         print("onduty simulate: say where the traffic goes: --out FILE, --post [URL] or --replay FILE",
@@ -111,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     grace_ms = args.grace if args.grace is not None else env_duration_ms("GRACE", "5m")
     config = SimulationConfig(
         agents=args.agents, call_centers=args.call_centers, seed=args.seed,
-        start_ms=DEFAULT_START_MS if args.start is None else args.start, duration_ms=args.duration,
+        start_ms=recent_start_ms(args.duration) if args.start is None else args.start, duration_ms=args.duration,
         duplicate_share=args.duplicates, out_of_order_share=args.out_of_order,
         close_windows=args.close_windows, grace_ms=grace_ms,
     )

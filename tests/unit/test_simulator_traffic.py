@@ -141,7 +141,7 @@ def test_every_agent_window_sums_to_its_length_after_the_first():
 def test_simulate_command_writes_events_and_expected_results(tmp_path):
     out = tmp_path / "day.jsonl"
     assert main(["simulate", "--agents", "5", "--duration", "1h", "--seed", "3", "--duplicates", "10%",
-                 "--out", str(out)]) == 0
+                 "--start", "2025-03-03T00:00:00Z", "--out", str(out)]) == 0
     deliveries = list(read_deliveries(out))
     again = generate(SimulationConfig(agents=5, duration_ms=HOUR_MS, seed=3, duplicate_share=0.1))
     assert [(d.send_ms, d.payload, d.kind) for d in deliveries] == \
@@ -160,3 +160,13 @@ def test_files_round_trip(tmp_path):
     path = tmp_path / "x.jsonl"
     assert write_deliveries(path, simulation.deliveries) == len(simulation.deliveries)
     assert list(read_deliveries(path)) == simulation.deliveries
+
+
+def test_the_default_start_is_a_recent_midnight_that_ends_the_span_by_today():
+    from onduty.commands.simulate import recent_start_ms
+
+    now = 1_764_073_920_000  # 2025-11-25 12:32 UTC
+    today = now - now % 86_400_000
+    assert recent_start_ms(8 * HOUR_MS, now) == today - 86_400_000
+    assert recent_start_ms(86_400_000, now) == today - 86_400_000
+    assert recent_start_ms(86_400_000 + 1, now) == today - 2 * 86_400_000
