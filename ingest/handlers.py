@@ -90,7 +90,7 @@ async def readyz(request: web.Request) -> web.Response:
     if await delivery.check_kafka():
         return web.json_response({"status": "ready", "mode": "kafka"})
     body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
-    if spool.has_room():
+    if spool.has_room(request.app[keys.SETTINGS].max_body_bytes):  # room for one more of the largest events
         return web.json_response({"status": "ready", **body})
     return web.json_response({"status": "not ready: Kafka unreachable and the spool is full", **body}, status=503)
 

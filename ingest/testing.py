@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from ingest.records import OutboundRecord
 
@@ -13,8 +13,9 @@ from ingest.records import OutboundRecord
 class MemoryPublisher:
     """Records what would have been sent. ``mode``: ``up``, ``down`` (refuses) or ``stalled`` (never acks)."""
 
-    def __init__(self, mode: str = "up") -> None:
+    def __init__(self, mode: str = "up", request_timeout_s: float = 0.2) -> None:
         self.mode = mode
+        self.request_timeout_s = request_timeout_s
         self.sent: list[OutboundRecord] = []
         self._started = False
 
@@ -29,8 +30,9 @@ class MemoryPublisher:
     async def _gate(self) -> None:
         if self.mode == "down":
             raise KafkaConnectionError("broker down (test double)")
-        if self.mode == "stalled":
-            await asyncio.Event().wait()
+        if self.mode == "stalled":  # no answer until the producer's request timeout (0.2 s here)
+            await asyncio.sleep(self.request_timeout_s)
+            raise KafkaTimeoutError()
 
     async def send(self, record: OutboundRecord) -> None:
         await self._gate()

@@ -1,0 +1,176 @@
+"""The durable spool and publish-or-spool delivery: nothing accepted is lost, order is kept, 503 only when full."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ingest import IngestSettings, create_app, keys
+from ingest.errors import SpoolFull
+from ingest.records import OutboundRecord
+from ingest.spool import Spool
+from ingest.testing import MemoryPublisher
+from tests.kafka_helpers import wait_until
+from tests.samples import payload
+
+SECRET = "spool-test-secret-0123456789abcdef0123"
+URL = "/webhooks/dialpad/agent-status"
+
+
+def record(i: int) -> OutboundRecord:
+    return OutboundRecord("t", str(i % 3).encode(), b"v%d" % i, [("h", b"x")], 1_700_000_000_000 + i, 1000 + i)
+
+
+def open_spool(directory: Path, **kwargs) -> Spool:
+    spool = Spool(directory, max_bytes=kwargs.pop("max_bytes", 1 << 20), **kwargs)
+    spool.open()
+    return spool
+
+
+async def drain_all(spool: Spool, batch: int = 7) -> list[OutboundRecord]:
+    got = []
+    while True:
+        records, cursor = spool.read_batch(batch)
+        if not records:
+            return got
+        got += records
+        await spool.commit(cursor, len(records))
+
+
+async def test_records_come_back_in_arrival_order_across_segments(tmp_path):
+    spool = open_spool(tmp_path, segment_bytes=200)  # a handful of records per segment
+    await asyncio.gather(*(spool.append(record(i)) for i in range(10)))  # concurrent: one group commit
+    for i in range(10, 50):
+        await spool.append(record(i))
+    assert spool.pending_records == 50 and spool.oldest_received_ms == 1000
+    assert len(list(tmp_path.glob("*.spool"))) > 3
+    assert await drain_all(spool) == [record(i) for i in range(50)]
+    assert spool.pending_records == 0 and spool.oldest_received_ms is None and spool.pending_bytes == 0
+    assert len(list(tmp_path.glob("*.spool"))) == 1  # drained segments deleted
+    await spool.close()
+
+
+async def test_spool_survives_restart_and_resumes_after_the_committed_cursor(tmp_path):
+    spool = open_spool(tmp_path, segment_bytes=300)
+    for i in range(20):
+        await spool.append(record(i))
+    records, cursor = spool.read_batch(8)
+    await spool.commit(cursor, len(records))
+    await spool.close()
+
+    reopened = open_spool(tmp_path, segment_bytes=300)
+    assert reopened.pending_records == 12 and reopened.oldest_received_ms == 1008
+    await reopened.append(record(20))
+    assert await drain_all(reopened) == [record(i) for i in range(8, 21)]
+    await reopened.close()
+
+
+async def test_a_torn_write_at_the_tail_is_truncated_at_start(tmp_path):
+    spool = open_spool(tmp_path)
+    for i in range(3):
+        await spool.append(record(i))
+    await spool.close()
+    [segment] = tmp_path.glob("*.spool")
+    with open(segment, "ab") as file:
+        file.write(b"\x40\x00\x00\x00garbage")  # a crash in the middle of the next frame
+    reopened = open_spool(tmp_path)
+    assert reopened.pending_records == 3
+    await reopened.append(record(3))
+    assert await drain_all(reopened) == [record(i) for i in range(4)]
+
+
+async def test_append_beyond_max_bytes_raises_spool_full(tmp_path):
+    spool = open_spool(tmp_path, max_bytes=200)
+    with pytest.raises(SpoolFull):
+        for i in range(10):
+            await spool.append(record(i))
+    assert 0 < spool.pending_records < 10
+
+
+# ----- through the app -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def settings(tmp_path: Path) -> IngestSettings:
+    return IngestSettings(webhook_secrets=(SECRET,), raw_topic="raw", spool_dir=tmp_path / "spool",
+                          publish_deadline_ms=50)
+
+
+async def serve(settings: IngestSettings, kafka: MemoryPublisher) -> TestClient:
+    client = TestClient(TestServer(create_app(settings, publisher=kafka)))
+    await client.start_server()
+    return client
+
+
+def token(i: int) -> str:
+    return jwt.encode(payload(target={"id": 100 + i % 5}, date=1_700_000_000_000 + i), SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize("failure", ["down", "stalled"])
+async def test_kafka_down_or_slow_events_are_accepted_and_delivered_in_order_once_back(settings, failure):
+    kafka = MemoryPublisher()
+    client = await serve(settings, kafka)
+    try:
+        assert (await client.post(URL, data=token(0))).status == 202
+        kafka.mode = failure
+        started = time.monotonic()
+        for i in range(1, 21):
+            response = await client.post(URL, data=token(i))
+            assert response.status == 202 and (await response.json())["kept_in"] == "spool"
+        assert time.monotonic() - started < 5  # only the first one waited for the deadline
+        ready = await (await client.get("/readyz")).json()
+        assert ready["mode"] == "spool" and ready["spool_records"] == 20
+        metrics = await (await client.get("/metrics")).text()
+        assert "onduty_ingest_spool_depth 20" in metrics and "onduty_ingest_kafka_up 0" in metrics
+
+        kafka.mode = "up"
+        await wait_until(lambda: len(kafka.sent) == 21, deadline_s=10)
+        assert [r.timestamp_ms - 1_700_000_000_000 for r in kafka.sent] == list(range(21))
+        await wait_until(lambda: client.app[keys.DELIVERY].kafka_up, deadline_s=10)
+        assert (await (await client.post(URL, data=token(21))).json())["kept_in"] == "kafka"
+    finally:
+        await client.close()
+
+
+async def test_only_a_full_spool_gives_503(settings):
+    kafka = MemoryPublisher("down")
+    client = await serve(replace(settings, spool_max_bytes=2000), kafka)
+    try:
+        statuses = [(await client.post(URL, data=token(i))).status for i in range(10)]
+        assert statuses[0] == 202 and statuses[-1] == 503 and set(statuses) == {202, 503}
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+    finally:
+        await client.close()
+
+
+async def test_spooled_events_are_drained_after_a_restart_of_the_service(settings):
+    down = MemoryPublisher("down")
+    client = await serve(settings, down)
+    for i in range(5):
+        assert (await client.post(URL, data=token(i))).status == 202
+    await client.close()  # graceful shutdown with 5 events in the spool
+
+    kafka = MemoryPublisher()
+    client = await serve(settings, kafka)
+    try:
+        await wait_until(lambda: len(kafka.sent) == 5, deadline_s=10)
+        assert [r.timestamp_ms - 1_700_000_000_000 for r in kafka.sent] == list(range(5))
+    finally:
+        await client.close()
+
+
+async def test_concurrent_appends_share_one_fsync(tmp_path):
+    spool = open_spool(tmp_path)
+    writes = []
+    original = spool._write_synced
+    spool._write_synced = lambda seq, data: (writes.append(len(data)), original(seq, data))[1]
+    await spool.append(record(0))
+    await asyncio.gather(*(spool.append(record(i)) for i in range(1, 101)))
+    assert len(writes) <= 3  # group commit: not one fsync per request
+    assert spool.pending_records == 101
