@@ -32,9 +32,9 @@ from jwt.exceptions import InvalidKeyError
 
 from ingest.errors import ConfigurationError, VerificationError
 
-# Three base64url segments without padding (RFC 7515 §2); the signature may be empty (alg "none"),
-# so that such a token is refused for its algorithm rather than as malformed.
-_COMPACT_JWT = re.compile(rb"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
+# Three base64url segments (RFC 7515 §2), trailing "=" tolerated as PyJWT does; the signature may be
+# empty (alg "none"), so that such a token is refused for its algorithm rather than as malformed.
+_COMPACT_JWT = re.compile(rb"([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]*={0,2})")
 _ALGORITHM = "HS256"
 
 # Failure reasons: stable labels for metrics and the 401 body.
@@ -65,8 +65,8 @@ class Verified(msgspec.Struct):
 class _TimeClaims(msgspec.Struct):
     """The registered time claims honoured when present; every other claim is skipped while decoding."""
 
-    exp: Any = None
-    nbf: Any = None
+    exp: Any = msgspec.UNSET
+    nbf: Any = msgspec.UNSET
 
 
 _header_decoder = msgspec.json.Decoder(JoseHeader)
@@ -75,20 +75,21 @@ _string_decoder = msgspec.json.Decoder(str)
 
 
 def _b64url(segment: bytes, name: str) -> bytes:
-    """Decode one unpadded base64url segment, refusing non-canonical encodings (as PyJWT does)."""
-    if len(segment) % 4 == 1:
+    """Decode one base64url segment, refusing bad padding and non-canonical encodings (as PyJWT does)."""
+    stripped = segment.rstrip(b"=")
+    if len(stripped) % 4 == 1 or (stripped != segment and len(segment) % 4):
         raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}")
     try:
-        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+        decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
     except (binascii.Error, ValueError):
         raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}") from None
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
         raise VerificationError(MALFORMED, f"non-canonical base64url in the token's {name}")
     return decoded
 
 
 def _numeric_date(value: Any, name: str) -> float | None:
-    if value is None:
+    if value is msgspec.UNSET:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise VerificationError(MALFORMED, f"the `{name}` claim must be a number (seconds since the epoch)")
@@ -123,7 +124,7 @@ class TokenVerifier:
         if body[:1] == b'"':
             try:
                 body = _string_decoder.decode(body).strip().encode()
-            except (msgspec.DecodeError, UnicodeEncodeError):
+            except (msgspec.DecodeError, ValueError):  # UnicodeError is a ValueError
                 raise VerificationError(MALFORMED, "body is neither a compact JWT nor a JSON string holding one") from None
         return Verified(self.verify_token(body), signed=True)
 
@@ -135,7 +136,7 @@ class TokenVerifier:
         header_segment, payload_segment, signature_segment = match.groups()
         try:
             header = _header_decoder.decode(_b64url(header_segment, "header"))
-        except msgspec.DecodeError:  # includes ValidationError: not an object, or wrong member types
+        except (msgspec.DecodeError, UnicodeDecodeError):  # incl. ValidationError: not an object, wrong types
             raise VerificationError(MALFORMED, "the token's header is not a JSON object") from None
         if header.alg != _ALGORITHM:
             raise VerificationError(ALGORITHM, f"algorithm {header.alg!r} refused: only HS256 is accepted")
@@ -153,7 +154,7 @@ class TokenVerifier:
     def _check_claims(self, payload: bytes) -> None:
         try:
             claims = _claims_decoder.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return  # authentic but not a JSON object: schema validation reports it (422) and keeps it
         exp = _numeric_date(claims.exp, "exp")
         nbf = _numeric_date(claims.nbf, "nbf")

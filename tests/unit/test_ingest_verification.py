@@ -1,0 +1,100 @@
+"""The fast verifier accepts exactly the tokens PyJWT's ``jwt.decode(..., algorithms=["HS256"])`` accepts.
+
+The service parses the compact token itself (one regex instead of PyJWT 2.15's per-character check) and
+lets PyJWT's ``HMACAlgorithm`` check the signature; this differential test is what keeps that honest.
+Deliberate differences, not exercised here: an authentic payload that is not a JSON object is kept (422)
+rather than refused, ``iat`` is not checked, and ``crit``/``b64`` headers are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import random
+import time
+
+import jwt
+import pytest
+
+from ingest.errors import ConfigurationError, VerificationError
+from ingest.verification import TokenVerifier
+from tests.samples import SPEC_SAMPLE, payload
+
+SECRETS = ("first-secret-0123456789abcdef0123456789", "second-secret-0123456789abcdef012345678")
+OTHER = "unknown-secret-0123456789abcdef01234567"
+LEEWAY_S = 30
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256(header: dict, claims: dict, secret: str) -> str:
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest())}"
+
+
+def pyjwt_accepts(token: str) -> bool:
+    for secret in SECRETS:
+        try:
+            jwt.decode(token, secret, algorithms=["HS256"], leeway=LEEWAY_S, options={"verify_iat": False})
+            return True
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError:
+            return False
+    return False
+
+
+def we_accept(token: str) -> bool:
+    try:
+        TokenVerifier(SECRETS, leeway_s=LEEWAY_S).verify_token(token.encode())
+        return True
+    except VerificationError:
+        return False
+
+
+def corpus() -> list[str]:
+    now = int(time.time())
+    valid = jwt.encode(SPEC_SAMPLE, SECRETS[0], algorithm="HS256")
+    tokens = [
+        valid,
+        jwt.encode(SPEC_SAMPLE, SECRETS[1], algorithm="HS256"),
+        jwt.encode(SPEC_SAMPLE, OTHER, algorithm="HS256"),
+        jwt.encode(SPEC_SAMPLE, SECRETS[0], algorithm="HS384"),
+        jwt.encode(SPEC_SAMPLE, None, algorithm="none"),
+        hs256({"alg": "RS256"}, SPEC_SAMPLE, SECRETS[0]),
+        hs256({"alg": "none"}, SPEC_SAMPLE, SECRETS[0]),
+        hs256({"alg": "hs256"}, SPEC_SAMPLE, SECRETS[0]),
+        hs256({"typ": "JWT"}, SPEC_SAMPLE, SECRETS[0]),
+        hs256({"alg": "HS256", "kid": "rotation-2"}, SPEC_SAMPLE, SECRETS[1]),
+        jwt.encode(payload(exp=now + 100), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(exp=now - 10), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(exp=now - 3600), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(exp=now - 3600.5), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(nbf=now + 10), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(nbf=now + 3600), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(exp=None), SECRETS[0], algorithm="HS256"),
+        jwt.encode(payload(exp=[1]), SECRETS[0], algorithm="HS256"),
+        valid + "=", valid.replace(".", "=.", 1), valid + "==", valid + "===",
+        valid.rsplit(".", 1)[0] + ".", valid.rsplit(".", 1)[0], "..", "a.b.c", valid + ".x",
+        " " + valid, valid.replace("e", "é", 1),
+    ]
+    rng = random.Random(20260125)
+    alphabet = "AZaz09-_=.!+/ \x00"
+    for _ in range(400):  # single-character mutations of a valid token, everywhere in it
+        i = rng.randrange(len(valid))
+        tokens.append(valid[:i] + rng.choice(alphabet) + valid[i + 1:])
+    return tokens
+
+
+@pytest.mark.parametrize("token", corpus())
+def test_accepts_exactly_what_pyjwt_accepts(token):
+    assert we_accept(token) == pyjwt_accepts(token)
+
+
+def test_a_pem_key_is_refused_as_an_hmac_secret():
+    with pytest.raises(ConfigurationError, match="PEM"):
+        TokenVerifier(["-----BEGIN PUBLIC KEY-----\nMIIB...\n-----END PUBLIC KEY-----"])
