@@ -33,6 +33,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         datadir=str(settings.data_dir),
         table_standby_replicas=settings.standby_replicas,
         web_enabled=True,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_ms / 3000),
     )
     specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, settings.partitions)}
     dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])

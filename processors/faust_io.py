@@ -26,14 +26,15 @@ def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
 
 
 def byte_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
-    """A changelog-backed table of msgspec-encoded values, keyed by strings.
+    """A changelog-backed table of msgspec-encoded values, keyed by the UTF-8 bytes of a string id.
 
-    ``use_partitioner=True``: a key's changelog partition is the one the producer's partitioner picks for the key,
+    Keys are bytes so that the changelog key is exactly the source topic's key (Faust would JSON-quote a str key),
+    and ``use_partitioner=True``: a key's changelog partition is the one the producer's partitioner picks for it,
     i.e. the partition of the source topic keyed the same way, even when a batch mixes partitions.
     """
     return app.Table(
         name, default=None, partitions=partitions, use_partitioner=True, help=help,
-        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        key_type=bytes, value_type=bytes,
     )
 
 
@@ -44,12 +45,12 @@ class TableCodec:
         self._decoder = msgspec.json.Decoder(struct)
 
     def get(self, table: faust.Table, key: str) -> Any:
-        raw = table.get(key)
+        raw = table.get(key.encode())
         return None if raw is None else self._decoder.decode(raw)
 
     @staticmethod
     def put(table: faust.Table, key: str, value: msgspec.Struct) -> None:
-        table[key] = encode(value)
+        table[key.encode()] = encode(value)
 
 
 async def send_record(app: faust.App, topic: str, key: str, value: msgspec.Struct | None,

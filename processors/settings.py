@@ -41,6 +41,8 @@ class ProcessorSettings:
     """Advance an idle partition's watermark with wall-clock time (live runs only, never for replays)."""
     idle_after_ms: int = 60_000
     """How long a partition must see no events before wall-clock time advances its watermark."""
+    session_timeout_ms: int = 30_000
+    """How long the group waits for a silent worker before giving its partitions to the others."""
     batch_size: int = 1000
     batch_within_s: float = 0.05
     extra: dict[str, str] = field(default_factory=dict)
@@ -63,5 +65,6 @@ class ProcessorSettings:
             late_horizon_ms=env_duration_ms("LATE_HORIZON", "7d", environ),
             idle_advance=env_bool("IDLE_ADVANCE", True, environ),
             idle_after_ms=env_duration_ms("IDLE_AFTER", "60s", environ),
+            session_timeout_ms=env_duration_ms("SESSION_TIMEOUT", "30s", environ),
             batch_size=env_int("PROCESSOR_BATCH_SIZE", 1000, environ),
         )

@@ -40,16 +40,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def ensure_pipeline_topics(settings) -> None:
-    """Create missing pipeline topics before the worker subscribes (Faust ignores a missing source topic)."""
+    """Create missing pipeline topics before the worker subscribes (Faust ignores a missing source topic).
+
+    Only the raw topic's partition count must match the worker's: Faust's tables and re-key topics are
+    co-partitioned with it. Other differences are reported and left to ``onduty topics``.
+    """
     import asyncio
+    import logging
 
     from onduty.topics_admin import ensure_topics
     from schemas.topics import pipeline_topics
 
     reports = asyncio.run(ensure_topics(settings.kafka_bootstrap, pipeline_topics(settings.raw_topic, settings.partitions)))
-    problems = [report.line() for report in reports if report.problem]
-    if problems:
-        raise SystemExit(
-            "topics do not match the documented configuration; the worker would not be co-partitioned:\n  "
-            + "\n  ".join(problems)
-        )
+    for report in reports:
+        if report.problem and report.name == settings.raw_topic:
+            raise SystemExit(
+                f"raw topic {report.line()}: set ONDUTY_PARTITIONS to the raw topic's partition count, "
+                "or the worker's tables would not be co-partitioned with it"
+            )
+        if report.problem:
+            logging.getLogger(__name__).warning("topic %s", report.line())
