@@ -31,3 +31,7 @@ schemas: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# Benchmarks (not tests): candidate vs ceiling in the same run; writes bench/RESULTS.md. E.g. `make bench BENCH="processors --quick"`.
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench $(BENCH)

@@ -1,0 +1,138 @@
+"""Run the benchmarks: ``.venv/bin/python -m bench [ingest processors e2e replay] [--rounds N] [--quick]``
+(or ``make bench``). Prints a table and writes ``bench/RESULTS.md`` with the machine it ran on.
+
+Not part of the test suite. The processor, end-to-end and replay benchmarks start a quiet Kafka broker of their
+own on a free loopback port unless ``--bootstrap`` names one; everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from bench.common import BenchmarkSkipped, Result, cleanup, kafka, machine, table, workdir
+
+BENCHMARKS = ("ingest", "processors", "e2e", "replay")
+NEEDS_KAFKA = {"processors", "e2e", "replay"}
+TITLES = {
+    "ingest": ("ingest", "requests/s at 64 connections"),
+    "processors": ("processors", "input events/s per worker"),
+    "e2e": ("end to end", "POST -> roster record p50/p99 at 500/s"),
+    "replay": ("replay", "one simulated day of 5,000 agents"),
+}
+
+
+async def _run_one(name: str, bootstrap: str | None, work: Path, args: argparse.Namespace) -> list[Result]:
+    rounds = args.rounds if args.rounds else (1 if name == "replay" else 3)
+    if name == "ingest":
+        from bench.ingest import ingest_benchmark
+
+        return await ingest_benchmark(work, rounds, args.quick)
+    if name == "processors":
+        from bench.processors import processors_benchmark
+
+        return await processors_benchmark(bootstrap, work, rounds, args.quick)
+    if name == "e2e":
+        from bench.e2e import e2e_benchmark
+
+        return await e2e_benchmark(bootstrap, work, rounds, args.quick)
+    from bench.processors import replay_benchmark
+
+    return await replay_benchmark(bootstrap, work, rounds, args.quick)
+
+
+def render(results: list[Result], args: argparse.Namespace, host: dict[str, str]) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC with "
+        f"`python -m bench {' '.join(args.benchmarks)}" + (" --quick" if args.quick else "")
+        + (f" --rounds {args.rounds}" if args.rounds else "") + "`.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in host.items()),
+        "",
+        table(results),
+        "",
+        "Each cell: median (min–max over the rounds). Candidate and ceiling run in the same process, on the same "
+        "machine, one after the other. The ratio is candidate / ceiling: for rates, the share of the ceiling "
+        "reached; for times and latencies, how many times longer than the ceiling.",
+        "",
+        "The development machines are small shared VMs (other developers' tests and builds run at the same time): "
+        "absolute figures are noisy, compare ratios measured in the same run.",
+        "",
+    ]
+    for r in results:
+        if r.notes:
+            lines.append(f"**{r.name}** — " + "; ".join(r.notes))
+            lines.append("")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> list[Result]:
+    results: list[Result] = []
+    work = workdir()
+    try:
+        needs_kafka = any(name in NEEDS_KAFKA for name in args.benchmarks)
+        with (kafka(args.bootstrap, work) if needs_kafka else _nothing()) as bootstrap:
+            for name in args.benchmarks:
+                print(f"== {name}", file=sys.stderr, flush=True)
+                try:
+                    results.extend(await _run_one(name, bootstrap, work, args))
+                except BenchmarkSkipped as skipped:
+                    title, metric = TITLES[name]
+                    results.append(Result(title, metric, "", "", "", skipped=str(skipped)))
+                except Exception as exc:  # one failing benchmark must not lose the others' figures
+                    traceback.print_exc()
+                    title, metric = TITLES[name]
+                    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    results.append(Result(title, metric, "", "", "", skipped=f"failed: {first_line}"))
+                print(table(results[-2:] if results else []), file=sys.stderr, flush=True)
+    finally:
+        if not args.keep:
+            cleanup(work)
+        else:
+            print(f"kept {work}", file=sys.stderr)
+    return results
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("benchmarks", nargs="*", metavar="BENCHMARK",
+                        help=f"any of {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per benchmark (default 3, replay 1)")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, for checking the harness")
+    parser.add_argument("--bootstrap", default=None, help="use this Kafka broker instead of starting a quiet one")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of the services)")
+    args = parser.parse_args(argv)
+    args.benchmarks = args.benchmarks or list(BENCHMARKS)
+    unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = machine()
+    results = asyncio.run(main_async(args))
+    document = render(results, args, host)
+    print(document)
+    args.output.write_text(document)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""(b) Processors: input events/s of one ``onduty processor`` worker against a bare aiokafka consume loop, and
+(d) replay: the time to process one simulated day of a 5,000-agent contact center from an empty state.
+
+Both pre-fill a fresh raw topic once, then per round: the bare loop over the whole topic (ceiling), and a worker
+with a fresh application id (so fresh, empty tables) from the first offset until it has committed everything.
+A worker's events/s counts from its first derived record to its last, so its start-up (joining the group,
+creating topics) is reported separately.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.common import BenchmarkSkipped, Result, onduty_has_command, start_processor, unique
+from bench.kafka_io import bare_consume, prefill, simulated_day, watch_worker
+from onduty.simulator.agents import DAY_MS, HOUR_MS
+from onduty.simulator.traffic import SimulationConfig
+from schemas.topics import AGENT_STATE, DEFAULT_PARTITIONS
+
+
+def _recent_start(duration_ms: int) -> int:
+    # recent event time: the topics keep records by event time, old simulated days would be deleted by retention
+    now = int(time.time() * 1000)
+    return now - now % DAY_MS - -(-duration_ms // DAY_MS) * DAY_MS
+
+
+async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: SimulationConfig, rounds: int,
+               deadline_s: float, target: str, limit: int | None = None) -> tuple[Result, Result | None]:
+    from bench.common import create_topic
+
+    if not onduty_has_command("processor"):
+        raise BenchmarkSkipped("`onduty processor` is not available yet")
+    items = simulated_day(config)
+    if limit is not None:
+        items = items[:limit]
+    topic = unique("raw")
+    await create_topic(bootstrap, topic, DEFAULT_PARTITIONS)
+    fill_s = await prefill(bootstrap, topic, items)
+    throughput = Result(name, metric, "events/s", "onduty processor (1 worker)", "bare aiokafka loop", target)
+    throughput.notes.append(
+        f"{len(items):,} deliveries ({config.agents:,} agents, {config.duration_ms // HOUR_MS} h of event time, "
+        f"{config.duplicate_share:.0%} duplicates), pre-filled in {fill_s:.1f} s into {DEFAULT_PARTITIONS} partitions"
+    )
+    wall = Result(name + " (wall)", "time to process everything from an empty state", "s",
+                  "onduty processor (1 worker)", "bare aiokafka loop", target, higher_is_better=False)
+    for round_number in range(rounds):
+        began = time.monotonic()
+        ceiling = await bare_consume(bootstrap, topic, len(items), deadline_s)
+        throughput.ceiling.append(ceiling)
+        wall.ceiling.append(time.monotonic() - began)
+        app_id = unique("processors")
+        worker = start_processor(bootstrap, topic, app_id, workdir)
+        started = time.monotonic()
+        try:
+            run = await watch_worker(bootstrap, topic, app_id, AGENT_STATE, started, deadline_s, worker.alive)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{worker.tail()}") from None
+        finally:
+            worker.stop()
+        throughput.candidate.append(run.events_per_s)
+        wall.candidate.append(run.wall_s)
+        throughput.notes.append(f"round {round_number + 1}: worker start-up {run.startup_s:.1f} s, "
+                                f"processing {run.processing_s:.1f} s, wall {run.wall_s:.1f} s")
+    return throughput, wall
+
+
+async def processors_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool) -> list[Result]:
+    """(b): a slice of a realistic day, enough for several seconds of work per round."""
+    events = 20_000 if quick else 100_000
+    duration = 8 * HOUR_MS
+    config = SimulationConfig(agents=2_000, call_centers=20, seed=11, start_ms=_recent_start(duration),
+                              duration_ms=duration, duplicate_share=0.02)
+    throughput, _ = await _run("processors", "input events/s per worker", bootstrap, workdir, config, rounds,
+                               deadline_s=900, target="≥ 10,000 events/s per worker", limit=events)
+    return [throughput]
+
+
+async def replay_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool) -> list[Result]:
+    """(d): one simulated day of a 5,000-agent contact center (a tenth of it with ``quick``)."""
+    agents = 500 if quick else 5_000
+    config = SimulationConfig(agents=agents, call_centers=40, seed=12, start_ms=_recent_start(DAY_MS),
+                              duration_ms=DAY_MS, duplicate_share=0.02, close_windows=True)
+    throughput, wall = await _run("replay", f"one day of {agents:,} agents", bootstrap, workdir, config, rounds,
+                                  deadline_s=3600, target="minutes, not hours")
+    wall.name = "replay"
+    wall.metric = f"time to process one day of {agents:,} agents from an empty state"
+    wall.notes = throughput.notes
+    throughput.name = "replay (rate)"
+    throughput.notes = []
+    return [wall, throughput]
