@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,20 +90,24 @@ class Simulation:
 
 def generate(config: SimulationConfig) -> Simulation:
     """Simulate ``config.agents`` agents across ``config.call_centers`` call centers."""
+    events = [event for agent in agents_events(config) for event in agent]
+    simulation = Simulation(config, events)
+    simulation.deliveries = schedule_deliveries(
+        events, config.duplicate_share, config.out_of_order_share, random.Random(f"{config.seed}:deliveries")
+    )
+    return simulation
+
+
+def agents_events(config: SimulationConfig) -> Iterator[list[AgentEvent]]:
+    """Each agent's events in turn (one agent at a time, for callers that cannot hold a whole day of dicts)."""
     centers = call_center_ids(config.call_centers)
-    events: list[AgentEvent] = []
     for index in range(config.agents):
         rng = random.Random(f"{config.seed}:agent:{index}")
         profile = make_profile(index, centers, rng)
         mine = agent_events(profile, centers, config.start_ms, config.duration_ms, rng)
         if config.close_windows and mine:
             mine.append(closing_event(mine[-1], config.start_ms + config.duration_ms + config.grace_ms, rng))
-        events.extend(mine)
-    simulation = Simulation(config, events)
-    simulation.deliveries = schedule_deliveries(
-        events, config.duplicate_share, config.out_of_order_share, random.Random(f"{config.seed}:deliveries")
-    )
-    return simulation
+        yield mine
 
 
 def closing_event(last: AgentEvent, date_ms: int, rng: random.Random) -> AgentEvent:
