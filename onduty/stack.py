@@ -8,6 +8,7 @@ Dockerfile and compose file against it), in its own process with its own port an
 from __future__ import annotations
 
 import ctypes
+import http.client
 import logging
 import os
 import secrets
@@ -138,6 +139,12 @@ class Service:
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
+    def exit_reason(self) -> str:
+        code = self.exit_code()
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
     def stop(self, timeout_s: float = 30.0) -> None:
         process = self.process
         if process is None or process.poll() is not None:
@@ -180,12 +187,12 @@ class LocalStack:
         self.config.var_dir.mkdir(parents=True, exist_ok=True)
         if self.config.bootstrap is None:
             self._start_broker()
-        self._run_topics()
+        self.run_topics()
         self.start_ingest()
         for worker in range(self.config.workers):
             self.start_processor(worker)
         for service in self.services:
-            self._wait_ready(service)
+            self.wait_ready(service)
 
     def _check_ports_free(self) -> None:
         ports = {"ingest": self.config.ingest_port}
@@ -210,7 +217,7 @@ class LocalStack:
         env.update(extra)
         return env
 
-    def _run_topics(self) -> None:
+    def run_topics(self) -> None:
         logs = self.config.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(onduty_argv(*SERVICE_COMMANDS["topics"]), env=self.service_env(),
@@ -247,12 +254,11 @@ class LocalStack:
         self.services.append(service)
         return service
 
-    def _wait_ready(self, service: Service) -> None:
+    def wait_ready(self, service: Service) -> None:
         deadline = time.monotonic() + self.config.start_timeout_s
         while not _http_answers(service.ready_url):
-            code = service.exit_code()
-            if code is not None:
-                raise StackError(f"{service.name} exited with code {code} during start-up; "
+            if service.exit_code() is not None:
+                raise StackError(f"{service.name} {service.exit_reason()} during start-up; "
                                  f"last lines of {service.log_file}:\n{service.log_tail()}")
             if time.monotonic() > deadline:
                 raise StackError(f"{service.name} did not answer {service.ready_url} within "
@@ -349,5 +355,6 @@ def _http_answers(url: str | None) -> bool:
             return True
     except urllib.error.HTTPError:
         return True
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
+        # HTTPException: e.g. a port in the ephemeral range connected to itself before the server listened
         return False

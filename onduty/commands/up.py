@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(stack.banner(), flush=True)
         dead = stack.wait(lambda: bool(stop))
         if dead is not None:
-            print(f"\n{dead.name} exited with code {dead.exit_code()}; stopping the stack. "
+            print(f"\n{dead.name} {dead.exit_reason()}; stopping the stack. "
                   f"Last lines of {dead.log_file}:\n{dead.log_tail()}", file=sys.stderr, flush=True)
             return 1
         print("\nstopping…", flush=True)

@@ -1,0 +1,59 @@
+"""`onduty up`'s pure parts: the dev secret it generates, the signed sample it prints, its refusal of busy ports."""
+
+from __future__ import annotations
+
+import socket
+import stat
+
+import jwt
+import pytest
+
+from onduty.stack import DEV_SECRET_FILE, LocalStack, StackConfig, StackError, missing_commands, sample_token, webhook_secrets
+from schemas import decode_agent_status_payload
+
+
+def test_without_a_configured_secret_a_dev_secret_is_generated_once_kept_private_and_reused(tmp_path):
+    config = StackConfig(var_dir=tmp_path, environ={})
+    secret, generated = webhook_secrets(config)
+    assert generated and len(secret) >= 32
+    path = tmp_path / DEV_SECRET_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert webhook_secrets(config) == (secret, True)  # tokens signed earlier stay valid across restarts
+
+
+def test_a_configured_secret_is_used_and_nothing_is_generated(tmp_path):
+    config = StackConfig(var_dir=tmp_path, environ={"ONDUTY_WEBHOOK_SECRETS": "s1,s2"})
+    assert webhook_secrets(config) == ("s1,s2", False)
+    assert not (tmp_path / DEV_SECRET_FILE).exists()
+
+
+def test_the_printed_sample_is_an_hs256_token_of_a_valid_agent_status_event():
+    token = sample_token("a-development-secret-of-32-bytes!", date_ms=1_700_000_000_000)
+    claims = jwt.decode(token, "a-development-secret-of-32-bytes!", algorithms=["HS256"])
+    event = decode_agent_status_payload(claims)
+    assert (event.agent_id, event.on_duty_status, event.date) == ("5728255400000000", "available", 1_700_000_000_000)
+
+
+def test_the_banner_says_where_to_send_webhooks_and_where_to_query(tmp_path):
+    stack = LocalStack(StackConfig(var_dir=tmp_path, environ={}, workers=3, ingest_port=8181, first_web_port=7000))
+    stack.secret, stack.generated_secret = webhook_secrets(stack.config)
+    banner = stack.banner()
+    assert "curl -i -X POST http://127.0.0.1:8181/webhooks/dialpad/agent-status --data-binary 'ey" in banner
+    assert "http://127.0.0.1:7000, http://127.0.0.1:7001, http://127.0.0.1:7002" in banner
+    assert "curl http://127.0.0.1:7000/callcenters/5883344555555555" in banner
+    assert stack.secret in banner and "generated for development" in banner
+
+
+def test_the_services_commands_exist_in_this_checkout():
+    assert missing_commands() == []
+
+
+def test_a_busy_port_stops_the_start_before_anything_runs(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        stack = LocalStack(StackConfig(var_dir=tmp_path, bootstrap="127.0.0.1:1", ingest_port=port, environ={}))
+        with pytest.raises(StackError, match=f"ingest port {port}"):
+            stack.start()
+    assert stack.services == [] and not (tmp_path / DEV_SECRET_FILE).exists()
