@@ -62,7 +62,8 @@ class Delivery:
         if self.kafka_up and self.spool.is_empty():
             started = time.perf_counter()
             try:
-                await asyncio.wait_for(self.publisher.send(record), self.deadline_s)
+                async with asyncio.timeout(self.deadline_s):  # cheaper than wait_for: no extra task
+                    await self.publisher.send(record)
             except PUBLISH_ERRORS as exc:
                 self._kafka_down(exc)
             else:

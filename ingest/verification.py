@@ -113,6 +113,7 @@ class TokenVerifier:
         self._allow_unsigned = allow_unsigned
         self._leeway_s = leeway_s
         self._clock = clock
+        self._headers: dict[bytes, JoseHeader] = {}
 
     def verify_body(self, body: bytes) -> Verified:
         """Return the authentic payload of a webhook body or raise ``VerificationError``."""
@@ -134,10 +135,14 @@ class TokenVerifier:
         if match is None:
             raise VerificationError(MALFORMED, "body is not a compact JWT (three base64url segments)")
         header_segment, payload_segment, signature_segment = match.groups()
-        try:
-            header = _header_decoder.decode(_b64url(header_segment, "header"))
-        except (msgspec.DecodeError, UnicodeDecodeError):  # incl. ValidationError: not an object, wrong types
-            raise VerificationError(MALFORMED, "the token's header is not a JSON object") from None
+        header = self._headers.get(header_segment)
+        if header is None:
+            try:
+                header = _header_decoder.decode(_b64url(header_segment, "header"))
+            except (msgspec.DecodeError, UnicodeDecodeError):  # incl. ValidationError: not an object, wrong types
+                raise VerificationError(MALFORMED, "the token's header is not a JSON object") from None
+            if len(self._headers) < 16:  # one sender sends one header: decode it once, bounded
+                self._headers[header_segment] = header
         if header.alg != _ALGORITHM:
             raise VerificationError(ALGORITHM, f"algorithm {header.alg!r} refused: only HS256 is accepted")
         if header.crit is not None or header.b64 is not None:
