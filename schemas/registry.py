@@ -7,6 +7,7 @@ from schemas.agent_status import AgentStatusEvent
 from schemas.rejected import RejectedAgentStatus
 from schemas.dead_letter import DeadLetterRecord
 from schemas.roster import AgentStateRecord, CallCenterAgentRecord, CallCenterSummaryRecord
+from schemas.time_in_status import AgentTimeInStatus, CallCenterTimeInStatus, LateEvent, StatusInterval
 
 EXPORTED_SCHEMAS: dict[str, type] = {
     "dialpad.agent-status.v1": AgentStatusEvent,
@@ -15,4 +16,8 @@ EXPORTED_SCHEMAS: dict[str, type] = {
     "onduty.callcenter-agents.v1": CallCenterAgentRecord,
     "onduty.callcenter-summary.v1": CallCenterSummaryRecord,
     "onduty.dead-letter.v1": DeadLetterRecord,
+    "onduty.status-intervals.v1": StatusInterval,
+    "onduty.agent-time-in-status.v1": AgentTimeInStatus,
+    "onduty.callcenter-time-in-status.v1": CallCenterTimeInStatus,
+    "onduty.late-events.v1": LateEvent,
 }

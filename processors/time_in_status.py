@@ -1,0 +1,584 @@
+"""Exact time in status per agent and window, from event time: the pure core (no Faust, no Kafka).
+
+One agent's timeline is a step function of event time (docs/semantics.md). The core keeps, per agent:
+
+* ``AgentTimeline`` (small, written once per batch): the latest chunk of steps (``tail``), the accumulators of
+  the windows not yet closed, how far the timeline has been counted, and which windows are closed;
+* older steps in day chunks (``ChunkStore``), read only for out-of-order events and corrections, written when
+  a day is over or a late event lands in it, and dropped once beyond the late horizon.
+
+In-order events update the open accumulators incrementally (a few integer additions). An out-of-order event
+changes the timeline on ``[date, next date)``: open windows get the exact difference, closed windows touched by
+it are recomputed from the history and re-emitted with a higher revision. Closing a window (watermark past its
+end) counts the open state up to the end and emits the window's full totals.
+
+Revisions are the agent's applied-event count at emission, so they grow with every re-emission and a replay of
+the same events reproduces the same records.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from onduty.env import format_duration
+from processors.windows import closed_boundary, cut_interval, window_start
+from schemas import AgentStatusEvent, dedup_identity
+from schemas.time_in_status import AgentTimeInStatus, LateEvent, StatusInterval, WindowTotals
+
+DAY_MS = 86_400_000
+MIN_PLAUSIBLE_DATE_MS = 1_000_000_000_000
+"""2001-09-09: an earlier ``date`` is most likely in seconds, not milliseconds."""
+MAX_FUTURE_MS = DAY_MS
+"""A ``date`` further than this ahead of the wall clock is implausible."""
+
+
+@dataclass(frozen=True)
+class TimeInStatusConfig:
+    """The parameters of the computation (from ``ProcessorSettings``)."""
+
+    sizes_ms: tuple[int, ...] = (15 * 60_000, 3_600_000, DAY_MS)
+    grace_ms: int = 5 * 60_000
+    late_horizon_ms: int = 7 * DAY_MS
+    chunk_ms: int = DAY_MS
+    """Span of one history chunk; the tail chunk lives in the agent's timeline record."""
+
+    def chunk_of(self, date_ms: int) -> int:
+        return date_ms // self.chunk_ms
+
+
+class Step(msgspec.Struct, array_like=True):
+    """One applied event, as the timeline needs it (compact: stored by the thousand)."""
+
+    date_ms: int
+    tiebreak: int
+    """``event_timestamp`` or 0: orders events with equal ``date``."""
+    identity: str
+    """The dedup identity; last part of the order key."""
+    status: str
+    reason: str
+    availability: str
+    call_centers: list[str]
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.date_ms, self.tiebreak, self.identity)
+
+
+def step_of(event: AgentStatusEvent, identity: str | None = None) -> Step:
+    """The timeline step of a decoded event."""
+    return Step(
+        date_ms=event.date,
+        tiebreak=event.event_timestamp or 0,
+        identity=identity or dedup_identity(event),
+        status=event.on_duty_status,
+        reason=event.on_duty_status_reason or "",
+        availability=event.availability_status or "unknown",
+        call_centers=sorted(set(map(str, event.call_center_ids))),
+    )
+
+
+class OpenWindow(msgspec.Struct, array_like=True):
+    """Accumulated totals of one window that is not closed yet, for the agent and per call center."""
+
+    size_ms: int
+    start_ms: int
+    agent: WindowTotals
+    call_centers: dict[str, WindowTotals]
+
+
+class AgentTimeline(msgspec.Struct):
+    """What the time-in-status stage keeps per agent (one table value, written once per batch)."""
+
+    agent_id: str
+    seq: int = 0
+    """Events applied so far; the revision of the records emitted after the latest one."""
+    tail_chunk: int = -1
+    tail: list[Step] = []
+    """Steps of chunk ``tail_chunk``, the chunk of the latest step, in order."""
+    chunks: list[int] = []
+    """Indexes of the older chunks held by the chunk store, ascending."""
+    baseline: Step | None = None
+    """The latest step of the chunks dropped beyond the late horizon (the state in effect before ``chunks``)."""
+    counted_until_ms: int | None = None
+    """The timeline has been added to the accumulators up to here (>= latest step, >= every closed boundary)."""
+    closed_until_ms: dict[int, int] = {}
+    """Per window size: every window ending at or before this time is closed (emitted, no accumulator)."""
+    open_windows: dict[str, OpenWindow] = {}
+    """Accumulators of open windows, key ``<size ms>:<start ms>``."""
+
+    @property
+    def last(self) -> Step | None:
+        return self.tail[-1] if self.tail else None
+
+
+class CallCenterContribution(msgspec.Struct, omit_defaults=True):
+    """One agent's full totals for one call center and window (internal re-key topic, key = call center id)."""
+
+    call_center_id: str
+    agent_id: str
+    window_size_ms: int
+    window_start_ms: int
+    revision: int
+    totals: WindowTotals
+
+
+class ChunkStore:
+    """Older history chunks of one agent; the stage backs it with tables, tests with a dict.
+
+    ``get`` returns a list the caller may change; ``put`` marks the chunk written.
+    """
+
+    def __init__(self, chunks: MutableMapping[int, list[Step]] | None = None) -> None:
+        self.chunks: MutableMapping[int, list[Step]] = {} if chunks is None else chunks
+        self.written: set[int] = set()
+        self.dropped: set[int] = set()
+
+    def get(self, index: int) -> list[Step]:
+        return self.chunks.get(index, [])
+
+    def put(self, index: int, steps: list[Step]) -> None:
+        self.chunks[index] = steps
+        self.written.add(index)
+        self.dropped.discard(index)
+
+    def drop(self, index: int) -> None:
+        self.chunks.pop(index, None)
+        self.dropped.add(index)
+        self.written.discard(index)
+
+
+@dataclass
+class Emitted:
+    """Records to publish, in order."""
+
+    intervals: list[StatusInterval] = field(default_factory=list)
+    agent_windows: list[AgentTimeInStatus] = field(default_factory=list)
+    contributions: list[CallCenterContribution] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+
+    def extend(self, other: "Emitted") -> None:
+        self.intervals += other.intervals
+        self.agent_windows += other.agent_windows
+        self.contributions += other.contributions
+        self.late += other.late
+
+
+# ---------------------------------------------------------------------------------------------- totals
+
+
+def _bump(counts: dict[str, int], key: str, amount: int) -> None:
+    value = counts.get(key, 0) + amount
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+def add_time(totals: WindowTotals, step: Step, ms: int) -> None:
+    """Add (or, negative, remove) ``ms`` of ``step``'s state to the totals."""
+    _bump(totals.ms_by_status, step.status, ms)
+    if step.status == "unavailable":
+        _bump(totals.ms_by_unavailable_reason, step.reason, ms)
+    _bump(totals.ms_by_availability, step.availability, ms)
+
+
+def add_totals(into: WindowTotals, other: WindowTotals, sign: int = 1) -> None:
+    for mine, theirs in (
+        (into.ms_by_status, other.ms_by_status),
+        (into.ms_by_unavailable_reason, other.ms_by_unavailable_reason),
+        (into.ms_by_availability, other.ms_by_availability),
+        (into.entries_by_status, other.entries_by_status),
+    ):
+        for key, value in theirs.items():
+            _bump(mine, key, sign * value)
+
+
+def entries(step: Step, previous: Step | None) -> tuple[bool, list[str]]:
+    """Is ``step`` an entry into its status for the agent, and for which of its call centers."""
+    if previous is None or previous.status != step.status:
+        return True, step.call_centers
+    return False, [cc for cc in step.call_centers if cc not in previous.call_centers]
+
+
+def window_key(size_ms: int, start_ms: int) -> str:
+    return f"{size_ms}:{start_ms}"
+
+
+def empty_totals() -> WindowTotals:
+    return WindowTotals({}, {}, {}, {})
+
+
+def copy_totals(totals: WindowTotals) -> WindowTotals:
+    return WindowTotals(dict(totals.ms_by_status), dict(totals.ms_by_unavailable_reason),
+                        dict(totals.ms_by_availability), dict(totals.entries_by_status))
+
+
+# ---------------------------------------------------------------------------------------------- the core
+
+
+class TimeInStatusCore:
+    """The rules, parameterised by a config; every method is a pure function of its arguments."""
+
+    def __init__(self, config: TimeInStatusConfig) -> None:
+        self.config = config
+        self.sizes = tuple(sorted(config.sizes_ms))
+
+    # -- classification
+
+    def rejection(self, date_ms: int, watermark_ms: int | None, now_ms: int) -> str | None:
+        """Why an event cannot be counted (None: it can)."""
+        if date_ms < MIN_PLAUSIBLE_DATE_MS:
+            return "date_before_2001"
+        if date_ms > now_ms + MAX_FUTURE_MS:
+            return "date_in_future"
+        if watermark_ms is not None and date_ms < watermark_ms - self.config.late_horizon_ms:
+            return "beyond_late_horizon"
+        return None
+
+    def plausible(self, date_ms: int, now_ms: int) -> bool:
+        """May this date advance a watermark."""
+        return MIN_PLAUSIBLE_DATE_MS <= date_ms <= now_ms + MAX_FUTURE_MS
+
+    def watermark(self, max_date_ms: int | None) -> int | None:
+        return None if max_date_ms is None else max_date_ms - self.config.grace_ms
+
+    # -- applying one event
+
+    def apply(
+        self,
+        state: AgentTimeline,
+        chunks: ChunkStore,
+        event: AgentStatusEvent,
+        watermark_ms: int | None,
+        now_ms: int,
+        identity: str | None = None,
+    ) -> tuple[AgentTimeline, Emitted]:
+        """Apply one event; the state is changed in place and returned with the records to publish."""
+        out = Emitted()
+        reason = self.rejection(event.date, watermark_ms, now_ms)
+        if reason is not None:
+            out.late.append(LateEvent(state.agent_id, reason, event.date, watermark_ms, event))
+            return state, out
+        step = step_of(event, identity)
+        last = state.last
+        if last is None or step.key > last.key:
+            dirty = self._append(state, chunks, step, out)
+        else:
+            inserted = self._insert(state, chunks, step, out)
+            if inserted is None:  # duplicate
+                return state, out
+            dirty = inserted
+        state.seq += 1
+        if dirty:
+            self._emit_closed(state, chunks, dirty, out)
+        return state, out
+
+    def _append(self, state: AgentTimeline, chunks: ChunkStore, step: Step, out: Emitted) -> set[tuple[int, int]]:
+        """An event after the latest one: the previous state ends at its date."""
+        previous = state.last
+        dirty: set[tuple[int, int]] = set()
+        counted = state.counted_until_ms
+        if previous is None or counted is None:
+            state.counted_until_ms = step.date_ms
+        elif step.date_ms >= counted:
+            self._add_span(state, previous, counted, step.date_ms, 1, dirty)
+            state.counted_until_ms = step.date_ms
+        else:  # windows were closed with the previous state counted past this date
+            self._add_span(state, previous, step.date_ms, counted, -1, dirty)
+            self._add_span(state, step, step.date_ms, counted, 1, dirty)
+        self._add_entry(state, step, previous, 1, dirty)
+        if previous is not None and step.date_ms > previous.date_ms:
+            out.intervals.append(self._interval(state.agent_id, previous, step.date_ms, late=False))
+        chunk = self.config.chunk_of(step.date_ms)
+        if chunk != state.tail_chunk:
+            if state.tail:
+                chunks.put(state.tail_chunk, state.tail)
+                state.chunks = sorted({*state.chunks, state.tail_chunk})
+            state.tail_chunk, state.tail = chunk, [step]
+        else:
+            state.tail.append(step)
+        return dirty
+
+    def _insert(
+        self, state: AgentTimeline, chunks: ChunkStore, step: Step, out: Emitted
+    ) -> set[tuple[int, int]] | None:
+        """An event before the latest one: it replaces its predecessor's state until the next step."""
+        chunk = self.config.chunk_of(step.date_ms)
+        steps = state.tail if chunk == state.tail_chunk else chunks.get(chunk)
+        keys = [s.key for s in steps]
+        index = bisect.bisect_left(keys, step.key)
+        if index < len(steps) and steps[index].key == step.key:
+            return None
+        previous = steps[index - 1] if index > 0 else self._before(state, chunks, chunk)
+        following = steps[index] if index < len(steps) else self._after(state, chunks, chunk)
+        assert following is not None, "an out-of-order step always has a successor"
+        updated = [*steps[:index], step, *steps[index:]]
+        if chunk == state.tail_chunk:
+            state.tail = updated
+        else:
+            chunks.put(chunk, updated)
+            if chunk not in state.chunks:
+                state.chunks = sorted({*state.chunks, chunk})
+        dirty: set[tuple[int, int]] = set()
+        end = following.date_ms
+        if previous is not None:
+            self._add_span(state, previous, step.date_ms, end, -1, dirty)
+        self._add_span(state, step, step.date_ms, end, 1, dirty)
+        self._add_entry(state, following, previous, -1, dirty)
+        self._add_entry(state, step, previous, 1, dirty)
+        self._add_entry(state, following, step, 1, dirty)
+        if previous is not None and step.date_ms > previous.date_ms:
+            out.intervals.append(self._interval(state.agent_id, previous, step.date_ms, late=True))
+        if end > step.date_ms:
+            out.intervals.append(self._interval(state.agent_id, step, end, late=True))
+        return dirty
+
+    def _before(self, state: AgentTimeline, chunks: ChunkStore, chunk: int) -> Step | None:
+        """The latest step in a chunk before ``chunk``, else the baseline."""
+        for index in reversed([c for c in state.chunks if c < chunk]):
+            steps = chunks.get(index)
+            if steps:
+                return steps[-1]
+        return state.baseline
+
+    def _after(self, state: AgentTimeline, chunks: ChunkStore, chunk: int) -> Step | None:
+        """The first step in a chunk after ``chunk``."""
+        for index in state.chunks:
+            if index > chunk:
+                steps = chunks.get(index)
+                if steps:
+                    return steps[0]
+        if state.tail_chunk > chunk and state.tail:
+            return state.tail[0]
+        return None
+
+    # -- accumulators
+
+    def _window(self, state: AgentTimeline, size: int, start: int) -> OpenWindow:
+        key = window_key(size, start)
+        window = state.open_windows.get(key)
+        if window is None:
+            window = state.open_windows[key] = OpenWindow(size, start, empty_totals(), {})
+        return window
+
+    def _add_span(
+        self, state: AgentTimeline, step: Step, start: int, end: int, sign: int, dirty: set[tuple[int, int]]
+    ) -> None:
+        for size in self.sizes:
+            closed = state.closed_until_ms.get(size)
+            for window_start_ms, ms in cut_interval(start, end, size):
+                if closed is not None and window_start_ms + size <= closed:
+                    dirty.add((size, window_start_ms))
+                    continue
+                window = self._window(state, size, window_start_ms)
+                add_time(window.agent, step, sign * ms)
+                for cc in step.call_centers:
+                    add_time(window.call_centers.setdefault(cc, empty_totals()), step, sign * ms)
+
+    def _add_entry(
+        self, state: AgentTimeline, step: Step, previous: Step | None, sign: int, dirty: set[tuple[int, int]]
+    ) -> None:
+        agent_entry, cc_entries = entries(step, previous)
+        if not agent_entry and not cc_entries:
+            return
+        for size in self.sizes:
+            start = window_start(step.date_ms, size)
+            closed = state.closed_until_ms.get(size)
+            if closed is not None and start + size <= closed:
+                dirty.add((size, start))
+                continue
+            window = self._window(state, size, start)
+            if agent_entry:
+                _bump(window.agent.entries_by_status, step.status, sign)
+            for cc in cc_entries:
+                _bump(window.call_centers.setdefault(cc, empty_totals()).entries_by_status, step.status, sign)
+
+    # -- closing windows
+
+    def close(
+        self, state: AgentTimeline, chunks: ChunkStore, watermark_ms: int | None
+    ) -> tuple[AgentTimeline, Emitted]:
+        """Close every window of the agent that ends at or before the watermark; drop history beyond the horizon."""
+        out = Emitted()
+        last = state.last
+        if watermark_ms is None or last is None or state.counted_until_ms is None:
+            return state, out
+        boundaries = {size: closed_boundary(watermark_ms, size) for size in self.sizes}
+        advance_to = max(boundaries.values())
+        if advance_to > state.counted_until_ms:
+            self._add_span(state, last, state.counted_until_ms, advance_to, 1, set())
+            state.counted_until_ms = advance_to
+        closing = [
+            window for window in state.open_windows.values()
+            if window.start_ms + window.size_ms <= boundaries[window.size_ms]
+        ]
+        for window in sorted(closing, key=lambda w: (w.start_ms, w.size_ms)):
+            del state.open_windows[window_key(window.size_ms, window.start_ms)]
+            self._emit(state, window.size_ms, window.start_ms, window.agent, window.call_centers, out)
+        state.closed_until_ms = {
+            size: max(boundary, state.closed_until_ms.get(size, boundary)) for size, boundary in boundaries.items()
+        }
+        self._prune(state, chunks, watermark_ms)
+        return state, out
+
+    def next_close_ms(self, state: AgentTimeline) -> int | None:
+        """The watermark at which the agent's next window closes (None: nothing to close)."""
+        if state.counted_until_ms is None:
+            return None
+        ends = [w.start_ms + w.size_ms for w in state.open_windows.values()]
+        ends += [window_start(state.counted_until_ms, size) + size for size in self.sizes]
+        return min(ends)
+
+    def _prune(self, state: AgentTimeline, chunks: ChunkStore, watermark_ms: int) -> None:
+        # an accepted event is at most late_horizon behind; its largest window may start one size earlier
+        floor_ms = watermark_ms - self.config.late_horizon_ms - max(self.sizes)
+        expired = [c for c in state.chunks if (c + 1) * self.config.chunk_ms <= floor_ms]
+        if not expired:
+            return
+        newest = chunks.get(expired[-1])
+        if newest:
+            state.baseline = newest[-1]
+        for index in expired:
+            chunks.drop(index)
+        state.chunks = [c for c in state.chunks if c not in expired]
+
+    # -- closed windows: recompute from the history and re-emit
+
+    def _emit_closed(
+        self, state: AgentTimeline, chunks: ChunkStore, dirty: set[tuple[int, int]], out: Emitted
+    ) -> None:
+        windows = sorted(dirty, key=lambda w: (w[1], w[0]))
+        previous, steps = self.timeline_from(state, chunks, min(start for _, start in windows))
+        for size, start in windows:
+            agent, per_cc = self.recompute(previous, steps, start, start + size)
+            self._emit(state, size, start, agent, per_cc, out)
+
+    def timeline_from(self, state: AgentTimeline, chunks: ChunkStore, from_ms: int) -> tuple[Step | None, list[Step]]:
+        """The step in effect just before ``from_ms`` and every step at or after it, in order."""
+        first_chunk = self.config.chunk_of(from_ms)
+        steps: list[Step] = []
+        for index in state.chunks:
+            if index >= first_chunk:
+                steps += chunks.get(index)
+        if state.tail_chunk >= first_chunk:
+            steps += state.tail
+        split = bisect.bisect_left([s.date_ms for s in steps], from_ms)
+        if split > 0:
+            return steps[split - 1], steps[split:]
+        return self._before(state, chunks, first_chunk) if state.tail_chunk >= first_chunk else state.last, steps
+
+    def recompute(
+        self, previous: Step | None, steps: list[Step], start: int, end: int
+    ) -> tuple[WindowTotals, dict[str, WindowTotals]]:
+        """Full totals of a closed window ``[start, end)`` from the steps (``previous``: in effect before them)."""
+        agent = empty_totals()
+        per_cc: dict[str, WindowTotals] = {}
+        cursor = start
+        index = bisect.bisect_left([s.date_ms for s in steps], start)
+        current = steps[index - 1] if index > 0 else previous
+        # every call center the agent was on duty for in the window gets a record, zero or not, so that a
+        # correction that removes the agent from a call center replaces its earlier contribution
+        for step in steps[index:]:
+            if step.date_ms >= end:
+                break
+            if current is not None:
+                self._count(agent, per_cc, current, cursor, step.date_ms)
+            agent_entry, cc_entries = entries(step, current)
+            if agent_entry:
+                _bump(agent.entries_by_status, step.status, 1)
+            for cc in step.call_centers:
+                per_cc.setdefault(cc, empty_totals())
+            for cc in cc_entries:
+                _bump(per_cc[cc].entries_by_status, step.status, 1)
+            current, cursor = step, step.date_ms
+        if current is not None:
+            self._count(agent, per_cc, current, cursor, end)
+        return agent, per_cc
+
+    @staticmethod
+    def _count(agent: WindowTotals, per_cc: dict[str, WindowTotals], step: Step, start: int, end: int) -> None:
+        for cc in step.call_centers:
+            per_cc.setdefault(cc, empty_totals())
+        if end <= start:
+            return
+        add_time(agent, step, end - start)
+        for cc in step.call_centers:
+            add_time(per_cc.setdefault(cc, empty_totals()), step, end - start)
+
+    def _emit(
+        self, state: AgentTimeline, size: int, start: int, agent: WindowTotals,
+        per_cc: dict[str, WindowTotals], out: Emitted,
+    ) -> None:
+        out.agent_windows.append(self.agent_record(state.agent_id, size, start, state.seq, True, agent))
+        for cc in sorted(per_cc):
+            out.contributions.append(
+                CallCenterContribution(cc, state.agent_id, size, start, state.seq, copy_totals(per_cc[cc]))
+            )
+
+    @staticmethod
+    def agent_record(
+        agent_id: str, size: int, start: int, revision: int, final: bool, totals: WindowTotals
+    ) -> AgentTimeInStatus:
+        return AgentTimeInStatus(
+            agent_id=agent_id, window_size=format_duration(size), window_size_ms=size, window_start_ms=start,
+            window_end_ms=start + size, revision=revision, final=final, totals=copy_totals(totals),
+        )
+
+    # -- queries
+
+    def windows_between(
+        self, state: AgentTimeline, chunks: ChunkStore, size: int, from_ms: int, to_ms: int
+    ) -> list[AgentTimeInStatus]:
+        """The agent's windows of ``size`` starting in ``[from_ms, to_ms)``: closed ones recomputed from the
+        history, open ones as accumulated so far (``final`` false)."""
+        if state.counted_until_ms is None:
+            return []
+        first = max(window_start(from_ms, size), window_start(self._earliest(state), size))
+        if first < from_ms:
+            first += size
+        records = []
+        previous, steps = self.timeline_from(state, chunks, first)
+        closed = state.closed_until_ms.get(size)
+        start = first
+        while start < to_ms and start <= state.counted_until_ms:
+            if closed is not None and start + size <= closed:
+                agent, _ = self.recompute(previous, steps, start, start + size)
+                records.append(self.agent_record(state.agent_id, size, start, state.seq, True, agent))
+            else:
+                window = state.open_windows.get(window_key(size, start))
+                if window is not None:
+                    records.append(self.agent_record(state.agent_id, size, start, state.seq, False, window.agent))
+            start += size
+        return records
+
+    @staticmethod
+    def _earliest(state: AgentTimeline) -> int:
+        candidates = [s.date_ms for s in (state.baseline,) if s is not None]
+        candidates += [w.start_ms for w in state.open_windows.values()]
+        if state.tail:
+            candidates.append(state.tail[0].date_ms)
+        return min(candidates) if candidates else state.counted_until_ms or 0
+
+    @staticmethod
+    def _interval(agent_id: str, step: Step, end_ms: int, late: bool) -> StatusInterval:
+        return StatusInterval(
+            agent_id=agent_id, on_duty_status=step.status, start_ms=step.date_ms, end_ms=end_ms,
+            duration_ms=end_ms - step.date_ms, call_center_ids=list(step.call_centers),
+            on_duty_status_reason=step.reason, availability_status=step.availability, late=late,
+        )
+
+
+def apply_all(
+    core: TimeInStatusCore, state: AgentTimeline, chunks: ChunkStore, events: Iterable[AgentStatusEvent],
+    watermark_ms: int | None, now_ms: int,
+) -> Emitted:
+    """Apply several events of one agent (a convenience for tests and tools)."""
+    out = Emitted()
+    for event in events:
+        _, emitted = core.apply(state, chunks, event, watermark_ms, now_ms)
+        out.extend(emitted)
+    return out

@@ -1,0 +1,126 @@
+"""Per-call-center time in status: summing the agents' contributions, idempotently. Pure, no Faust.
+
+The agent stage sends, for every closed (or corrected) agent window, the agent's full totals for each call
+center it was on duty for, with the agent's revision. Per call center and window the stage keeps each agent's
+latest contribution (a replayed or reordered older revision changes nothing), and emits the sum once the
+minimum watermark over all source partitions has passed the window end; a later contribution to a closed
+window re-emits it with the next revision.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from onduty.env import format_duration
+from processors.time_in_status import CallCenterContribution, add_totals, empty_totals
+from schemas.time_in_status import CallCenterTimeInStatus, WindowTotals
+
+
+class AgentShare(msgspec.Struct, array_like=True):
+    """One agent's latest contribution to a call-center window."""
+
+    revision: int
+    totals: WindowTotals
+
+
+class CallCenterWindow(msgspec.Struct):
+    """One window of one call center: each agent's latest totals, and what was emitted."""
+
+    size_ms: int
+    start_ms: int
+    agents: dict[str, AgentShare] = {}
+    revision: int = 0
+    """Revision of the latest emitted record (0: not emitted yet)."""
+
+
+class CallCenterTimeline(msgspec.Struct):
+    """What the call-center stage keeps per call center (one table value)."""
+
+    call_center_id: str
+    windows: dict[str, CallCenterWindow] = {}
+    """Key ``<size ms>:<start ms>``; closed windows are kept until beyond the late horizon."""
+    closed_until_ms: int | None = None
+    """The minimum source watermark this call center's windows were last closed at."""
+
+
+class SourceWatermarks(msgspec.Struct):
+    """Watermarks of the agent stage's source partitions, as propagated to one re-key partition."""
+
+    by_partition: dict[int, int] = {}
+
+    def minimum(self, partitions: int) -> int | None:
+        """The watermark every source partition has passed; None until all of them reported one."""
+        if len(self.by_partition) < partitions:
+            return None
+        return min(self.by_partition.values())
+
+
+class WatermarkMarker(msgspec.Struct):
+    """Internal re-key topic record: source partition ``partition`` has reached ``watermark_ms``."""
+
+    partition: int
+    watermark_ms: int
+
+
+def contribution_key(size_ms: int, start_ms: int) -> str:
+    return f"{size_ms}:{start_ms}"
+
+
+def _is_closed(window: CallCenterWindow, watermark_ms: int | None) -> bool:
+    return watermark_ms is not None and window.start_ms + window.size_ms <= watermark_ms
+
+
+def apply_contribution(
+    state: CallCenterTimeline, contribution: CallCenterContribution, watermark_ms: int | None
+) -> list[CallCenterTimeInStatus]:
+    """Keep the agent's contribution if newer; re-emit the window if it was already emitted."""
+    key = contribution_key(contribution.window_size_ms, contribution.window_start_ms)
+    window = state.windows.get(key)
+    if window is None:
+        window = state.windows[key] = CallCenterWindow(contribution.window_size_ms, contribution.window_start_ms)
+    share = window.agents.get(contribution.agent_id)
+    if share is not None and share.revision >= contribution.revision:
+        return []
+    window.agents[contribution.agent_id] = AgentShare(contribution.revision, contribution.totals)
+    if window.revision > 0 or _is_closed(window, watermark_ms):
+        return [_emit(state.call_center_id, window)]
+    return []
+
+
+def close(state: CallCenterTimeline, watermark_ms: int | None, late_horizon_ms: int) -> list[CallCenterTimeInStatus]:
+    """Emit every window not emitted yet that ends at or before the watermark; forget windows beyond the horizon."""
+    if watermark_ms is None:
+        return []
+    records = [
+        _emit(state.call_center_id, window)
+        for window in sorted(state.windows.values(), key=lambda w: (w.start_ms, w.size_ms))
+        if window.revision == 0 and _is_closed(window, watermark_ms)
+    ]
+    state.closed_until_ms = watermark_ms
+    horizon = watermark_ms - late_horizon_ms
+    for key in [k for k, w in state.windows.items() if w.revision > 0 and w.start_ms + 2 * w.size_ms <= horizon]:
+        del state.windows[key]
+    return records
+
+
+def has_open_windows(state: CallCenterTimeline) -> bool:
+    return any(window.revision == 0 for window in state.windows.values())
+
+
+def sum_window(call_center_id: str, window: CallCenterWindow, revision: int, final: bool) -> CallCenterTimeInStatus:
+    totals = empty_totals()
+    agents = 0
+    for share in window.agents.values():
+        add_totals(totals, share.totals)
+        if any((share.totals.ms_by_status, share.totals.entries_by_status)):
+            agents += 1
+    return CallCenterTimeInStatus(
+        call_center_id=call_center_id, window_size=format_duration(window.size_ms), window_size_ms=window.size_ms,
+        window_start_ms=window.start_ms, window_end_ms=window.start_ms + window.size_ms, revision=revision,
+        final=final, agents=agents, totals=totals,
+    )
+
+
+def _emit(call_center_id: str, window: CallCenterWindow) -> CallCenterTimeInStatus:
+    window.revision += 1
+    return sum_window(call_center_id, window, window.revision, True)
