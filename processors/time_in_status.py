@@ -274,8 +274,15 @@ class TimeInStatusCore:
             dirty = inserted
         state.seq += 1
         if dirty:
-            self._emit_closed(state, chunks, dirty, out)
+            # the step whose time the new one took: its call centers may have lost all time in those windows
+            replaced = last if last is None or step.key > last.key else self._predecessor(state, chunks, step)
+            self._emit_closed(state, chunks, dirty, out, replaced.call_centers if replaced else [])
         return state, out
+
+    def _predecessor(self, state: AgentTimeline, chunks: ChunkStore, step: Step) -> Step | None:
+        previous, steps = self.timeline_from(state, chunks, step.date_ms)
+        earlier = [s for s in steps if s.key < step.key]
+        return earlier[-1] if earlier else previous
 
     def _append(self, state: AgentTimeline, chunks: ChunkStore, step: Step, out: Emitted) -> set[tuple[int, int]]:
         """An event after the latest one: the previous state ends at its date."""
@@ -449,12 +456,15 @@ class TimeInStatusCore:
     # -- closed windows: recompute from the history and re-emit
 
     def _emit_closed(
-        self, state: AgentTimeline, chunks: ChunkStore, dirty: set[tuple[int, int]], out: Emitted
+        self, state: AgentTimeline, chunks: ChunkStore, dirty: set[tuple[int, int]], out: Emitted,
+        also_call_centers: list[str],
     ) -> None:
         windows = sorted(dirty, key=lambda w: (w[1], w[0]))
         previous, steps = self.timeline_from(state, chunks, min(start for _, start in windows))
         for size, start in windows:
             agent, per_cc = self.recompute(previous, steps, start, start + size)
+            for cc in also_call_centers:
+                per_cc.setdefault(cc, empty_totals())
             self._emit(state, size, start, agent, per_cc, out)
 
     def timeline_from(self, state: AgentTimeline, chunks: ChunkStore, from_ms: int) -> tuple[Step | None, list[Step]]:
