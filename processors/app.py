@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from processors import roster_stage, roster_views
+from processors import raw_events, roster_stage, roster_views
 from processors.dead_letters import DeadLetterSender
 from processors.settings import ProcessorSettings
 from schemas import topics as t
@@ -38,6 +38,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     )
     specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, settings.partitions)}
     dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])
-    stage = roster_stage.register(app, settings, dead_letters)
-    roster_views.register(app, stage)
+    roster = roster_stage.register(app, settings, dead_letters)
+    roster_views.register(app, roster)
+    raw_events.register(app, settings, dead_letters, handlers=[roster])
     return app
