@@ -119,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=None, help="use this Kafka broker instead of starting a quiet one")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of the services)")
+    parser.add_argument("--verbose", action="store_true", help="log the benchmarks' details (e.g. output growth)")
     args = parser.parse_args(argv)
     args.benchmarks = args.benchmarks or list(BENCHMARKS)
     unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        logging.getLogger("bench").setLevel(logging.INFO)
     host = machine()
     results = asyncio.run(main_async(args))
     document = render(results, args, host)

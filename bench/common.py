@@ -112,7 +112,7 @@ def table(results: Iterable[Result]) -> str:
         if r.skipped:
             lines.append(f"| {r.name} | {r.metric} | not run: {r.skipped} | | | {r.target} |")
             continue
-        ratio = f"{r.ratio:.2f}×" if r.ratio is not None else "—"
+        ratio = f"{r.ratio:.3g}×" if r.ratio is not None else "—"
         lines.append(
             f"| {r.name} | {r.metric} ({r.unit}) | {r.candidate_label}: {summarize(r.candidate)} | "
             f"{r.ceiling_label}: {summarize(r.ceiling)} | {ratio} | {r.target} |"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from onduty.simulator.traffic import SimulationConfig, agents_events
 from schemas import AgentStatusEvent, decode_agent_status_payload
@@ -96,7 +97,11 @@ class WorkerRun:
     processing_s: float
     """From its first derived record to its last one (all input committed)."""
     wall_s: float
-    """From start to all input committed."""
+    """From start to its last derived record."""
+    outputs: int
+    """Derived records written (all topics)."""
+    trace: list[tuple[float, int]]
+    """(seconds since start, derived records so far) at each poll that saw growth."""
 
     @property
     def events_per_s(self) -> float:
@@ -114,9 +119,13 @@ async def _topic_end(consumer: AIOKafkaConsumer, topic: str) -> int:
     return sum(offsets.values())
 
 
-async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_topic: str, started_at: float,
-                       deadline_s: float, alive=lambda: True, poll_s: float = 0.1) -> WorkerRun:
-    """Poll the worker's committed offsets and the output topic's end until all input is committed."""
+async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_topics: list[str], started_at: float,
+                       deadline_s: float, alive=lambda: True, poll_s: float = 0.1, settle_s: float = 1.5) -> WorkerRun:
+    """Poll the worker's committed offsets and the end of every derived topic.
+
+    Done when all input is committed and no derived topic has grown for ``settle_s``; the processing time runs
+    from the first derived record to the last one (any stage, any topic).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
@@ -124,24 +133,32 @@ async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_top
     try:
         await probe._client.force_metadata_update()  # noqa: SLF001
         total = await _topic_end(probe, raw_topic)
-        out_base = await _topic_end(probe, output_topic)
-        out_last = out_base
+
+        async def outputs() -> int:
+            return sum([await _topic_end(probe, topic) for topic in output_topics])
+
+        out_base = out_last = await outputs()
         first_output = last_output = None
+        trace: list[tuple[float, int]] = []
         deadline = started_at + deadline_s
         while time.monotonic() < deadline:
             if not alive():
                 raise RuntimeError("the worker exited")
-            out = await _topic_end(probe, output_topic)
+            out = await outputs()
             now = time.monotonic()
             if out > out_last:
+                trace.append((round(now - started_at, 1), out - out_base))
                 first_output = first_output or now
                 last_output = now
                 out_last = out
-            offsets = await admin.list_consumer_group_offsets(group_id)
+            try:
+                offsets = await admin.list_consumer_group_offsets(group_id)
+            except KafkaError:  # the group (or the offsets topic of a fresh broker) does not exist yet
+                offsets = {}
             committed = sum(o.offset for tp, o in offsets.items() if tp.topic == raw_topic and o.offset > 0)
-            if committed >= total and first_output is not None:
+            if committed >= total and last_output is not None and now - last_output >= settle_s:
                 return WorkerRun(total, first_output - started_at, max(last_output - first_output, poll_s),
-                                 now - started_at)
+                                 last_output - started_at, out_last - out_base, trace)
             await asyncio.sleep(poll_s)
         raise RuntimeError(f"the worker did not commit all {total} events within {deadline_s:.0f}s")
     finally:

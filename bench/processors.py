@@ -9,6 +9,8 @@ creating topics) is reported separately.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,12 @@ from bench.common import BenchmarkSkipped, Result, onduty_has_command, start_pro
 from bench.kafka_io import bare_consume, prefill, simulated_day, watch_worker
 from onduty.simulator.agents import DAY_MS, HOUR_MS
 from onduty.simulator.traffic import SimulationConfig
-from schemas.topics import AGENT_STATE, DEFAULT_PARTITIONS
+from schemas import topics as t
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = [t.AGENT_STATE, t.CALLCENTER_AGENTS, t.CALLCENTER_SUMMARY, t.STATUS_INTERVALS, t.AGENT_TIME_IN_STATUS,
+           t.CALLCENTER_TIME_IN_STATUS]
 
 
 def _recent_start(duration_ms: int) -> int:
@@ -35,12 +42,12 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
     if limit is not None:
         items = items[:limit]
     topic = unique("raw")
-    await create_topic(bootstrap, topic, DEFAULT_PARTITIONS)
+    await create_topic(bootstrap, topic, t.DEFAULT_PARTITIONS)
     fill_s = await prefill(bootstrap, topic, items)
     throughput = Result(name, metric, "events/s", "onduty processor (1 worker)", "bare aiokafka loop", target)
     throughput.notes.append(
         f"{len(items):,} deliveries ({config.agents:,} agents, {config.duration_ms // HOUR_MS} h of event time, "
-        f"{config.duplicate_share:.0%} duplicates), pre-filled in {fill_s:.1f} s into {DEFAULT_PARTITIONS} partitions"
+        f"{config.duplicate_share:.0%} duplicates), pre-filled in {fill_s:.1f} s into {t.DEFAULT_PARTITIONS} partitions"
     )
     wall = Result(name + " (wall)", "time to process everything from an empty state", "s",
                   "onduty processor (1 worker)", "bare aiokafka loop", target, higher_is_better=False)
@@ -48,20 +55,25 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
         began = time.monotonic()
         ceiling = await bare_consume(bootstrap, topic, len(items), deadline_s)
         throughput.ceiling.append(ceiling)
+        print(f"  round {round_number + 1}: bare loop {ceiling:,.0f} events/s", file=sys.stderr, flush=True)
         wall.ceiling.append(time.monotonic() - began)
         app_id = unique("processors")
         worker = start_processor(bootstrap, topic, app_id, workdir)
         started = time.monotonic()
         try:
-            run = await watch_worker(bootstrap, topic, app_id, AGENT_STATE, started, deadline_s, worker.alive)
+            run = await watch_worker(bootstrap, topic, app_id, OUTPUTS, started, deadline_s, worker.alive)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n--- worker log ---\n{worker.tail()}") from None
         finally:
             worker.stop()
         throughput.candidate.append(run.events_per_s)
+        log.info("output growth (s, records): %s", run.trace)
+        print(f"  round {round_number + 1}: worker {run.events_per_s:,.0f} events/s (start-up {run.startup_s:.1f} s, "
+              f"wall {run.wall_s:.1f} s, {run.outputs:,} derived records)", file=sys.stderr, flush=True)
         wall.candidate.append(run.wall_s)
         throughput.notes.append(f"round {round_number + 1}: worker start-up {run.startup_s:.1f} s, "
-                                f"processing {run.processing_s:.1f} s, wall {run.wall_s:.1f} s")
+                                f"processing {run.processing_s:.1f} s, wall {run.wall_s:.1f} s, "
+                                f"{run.outputs:,} derived records")
     return throughput, wall
 
 
