@@ -547,7 +547,7 @@ class TimeInStatusCore:
         history, open ones as accumulated so far (``final`` false)."""
         if state.counted_until_ms is None:
             return []
-        first = max(window_start(from_ms, size), window_start(self._earliest(state), size))
+        first = window_start(from_ms, size)
         if first < from_ms:
             first += size
         records = []
@@ -557,21 +557,14 @@ class TimeInStatusCore:
         while start < to_ms and start <= state.counted_until_ms:
             if closed is not None and start + size <= closed:
                 agent, _ = self.recompute(previous, steps, start, start + size)
-                records.append(self.agent_record(state.agent_id, size, start, state.seq, True, agent))
+                if agent.ms_by_status or agent.entries_by_status:  # before the first event: nothing known
+                    records.append(self.agent_record(state.agent_id, size, start, state.seq, True, agent))
             else:
                 window = state.open_windows.get(window_key(size, start))
                 if window is not None:
                     records.append(self.agent_record(state.agent_id, size, start, state.seq, False, window.agent))
             start += size
         return records
-
-    @staticmethod
-    def _earliest(state: AgentTimeline) -> int:
-        candidates = [s.date_ms for s in (state.baseline,) if s is not None]
-        candidates += [w.start_ms for w in state.open_windows.values()]
-        if state.tail:
-            candidates.append(state.tail[0].date_ms)
-        return min(candidates) if candidates else state.counted_until_ms or 0
 
     @staticmethod
     def _interval(agent_id: str, step: Step, end_ms: int, late: bool) -> StatusInterval:

@@ -3,7 +3,7 @@
 The agent stage sends, for every closed (or corrected) agent window, the agent's full totals for each call
 center it was on duty for, with the agent's revision. Per call center and window the stage keeps each agent's
 latest contribution (a replayed or reordered older revision changes nothing), and emits the sum once the
-minimum watermark over all source partitions has passed the window end; a later contribution to a closed
+minimum watermark over the source partitions has passed the window end; a later contribution to a closed
 window re-emits it with the next revision.
 """
 
@@ -48,11 +48,13 @@ class SourceWatermarks(msgspec.Struct):
 
     by_partition: dict[int, int] = {}
 
-    def minimum(self, partitions: int) -> int | None:
-        """The watermark every source partition has passed; None until all of them reported one."""
-        if len(self.by_partition) < partitions:
-            return None
-        return min(self.by_partition.values())
+    def minimum(self) -> int | None:
+        """The watermark every reporting source partition has passed (None before any report).
+
+        A partition that never had an event has no watermark and does not hold the call centers back; should
+        it later bring events of windows already emitted, they are re-emitted with the next revision.
+        """
+        return min(self.by_partition.values()) if self.by_partition else None
 
 
 class WatermarkMarker(msgspec.Struct):

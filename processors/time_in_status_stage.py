@@ -1,0 +1,350 @@
+"""Faust wiring of time in status: an agent-keyed stage and a call-center-keyed stage.
+
+raw topic (key agent id) [+ ticks, live mode] --time-in-status-agents--> tables tis-agents, tis-history-<slot>,
+    tis-clock; onduty.status-intervals.v1, onduty.agent-time-in-status.v1, onduty.late-events.v1;
+    contributions topic (re-keyed by call center id) + watermark markers to each of its partitions
+contributions (key call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
+    onduty.callcenter-time-in-status.v1
+
+The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``take_events``) this
+module reads each key once, applies the events, sends the records and waits for their delivery, then writes each
+table key once: a table value is never ahead of the records it implies, so a replay after a crash re-emits what
+could have been lost (same records, same revisions) and duplicates of what was kept change nothing.
+
+Per-partition state (watermarks, which agents have windows to close) is kept under a key that the producer's
+partitioner maps to that partition, so that its changelog is co-partitioned with the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import faust
+import msgspec
+from aiokafka.partitioner import murmur2
+
+from onduty.env import format_duration
+from processors.faust_io import TableCodec, byte_table, output_topic, raw_topic
+from processors.settings import ProcessorSettings
+from processors.time_in_status import (
+    AgentTimeline,
+    CallCenterContribution,
+    ChunkStore,
+    Emitted,
+    Step,
+    TimeInStatusConfig,
+    TimeInStatusCore,
+)
+from processors.time_in_status_callcenters import (
+    CallCenterTimeline,
+    SourceWatermarks,
+    WatermarkMarker,
+    apply_contribution,
+    close,
+    has_open_windows,
+)
+from schemas import SchemaError, decode_agent_status_event, encode
+from schemas import topics as t
+from schemas.time_in_status import CallCenterTimeInStatus
+
+log = logging.getLogger(__name__)
+
+MARKER_KEY = b"~watermark"
+"""Key of watermark markers on the contributions topic (sent to an explicit partition)."""
+
+
+class PartitionClock(msgspec.Struct):
+    """Event-time clock of one source partition (``tis-clock`` table)."""
+
+    max_date_ms: int | None = None
+    """Highest plausible event ``date`` seen on the partition (or wall-clock time minus the idle time)."""
+    last_event_wall_ms: int = 0
+    """Wall-clock time of the latest event, for idle advance."""
+    next_close_ms: dict[str, int] = {}
+    """Per agent of the partition: the watermark at which its next window closes."""
+
+
+class CallCenterClock(msgspec.Struct):
+    """Source watermarks as seen by one contributions partition, and its call centers with windows to emit."""
+
+    sources: SourceWatermarks = msgspec.field(default_factory=SourceWatermarks)
+    pending: list[str] = []
+
+
+class HistoryChunk(msgspec.Struct, array_like=True):
+    """One day of an agent's steps (``tis-history-<slot>`` tables, slot = chunk % slots)."""
+
+    chunk: int
+    steps: list[Step]
+
+
+def partition_keys(partitions: int) -> list[str]:
+    """For each partition, a key the default (murmur2) partitioner maps to it."""
+    keys: list[str | None] = [None] * partitions
+    candidate = 0
+    while any(k is None for k in keys):
+        key = f"~partition-{candidate}"
+        index = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        if keys[index] is None:
+            keys[index] = key
+        candidate += 1
+    return [k for k in keys if k is not None]
+
+
+def window_record_key(entity_id: str, size_ms: int, start_ms: int) -> str:
+    """``<id>:<window size>:<window start ms>``, e.g. ``42:15m:1700000000000``."""
+    return f"{entity_id}:{format_duration(size_ms)}:{start_ms}"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_timelines = TableCodec(AgentTimeline)
+_clocks = TableCodec(PartitionClock)
+_cc_timelines = TableCodec(CallCenterTimeline)
+_cc_clocks = TableCodec(CallCenterClock)
+_chunks = TableCodec(HistoryChunk)
+_contribution_decoder = msgspec.json.Decoder(CallCenterContribution)
+_marker_decoder = msgspec.json.Decoder(WatermarkMarker)
+
+
+class TableChunkStore(ChunkStore):
+    """An agent's history chunks, read from and written to the slot tables."""
+
+    def __init__(self, agent_id: str, tables: list[faust.Table]) -> None:
+        super().__init__({})
+        self.agent_id = agent_id
+        self.tables = tables
+
+    def get(self, index: int) -> list[Step]:
+        if index not in self.chunks and index not in self.dropped:
+            record = _chunks.get(self.tables[index % len(self.tables)], self.agent_id)
+            self.chunks[index] = record.steps if record is not None and record.chunk == index else []
+        return self.chunks.get(index, [])
+
+    def flush(self) -> None:
+        key = self.agent_id.encode()
+        for index in self.dropped:
+            table = self.tables[index % len(self.tables)]
+            record = _chunks.get(table, self.agent_id)
+            if record is not None and record.chunk == index:
+                del table[key]
+        for index in self.written:
+            _chunks.put(self.tables[index % len(self.tables)], self.agent_id, HistoryChunk(index, self.chunks[index]))
+
+
+@dataclass
+class TimeInStatusStage:
+    """What the stage adds to the app, for the query views and tests."""
+
+    core: TimeInStatusCore
+    agent_table: faust.Table
+    history_tables: list[faust.Table]
+    callcenter_table: faust.Table
+    sizes_ms: tuple[int, ...]
+    late_horizon_ms: int
+    extra: dict = field(default_factory=dict)
+
+    def agent(self, agent_id: str) -> tuple[AgentTimeline, ChunkStore] | None:
+        state = _timelines.get(self.agent_table, agent_id)
+        return None if state is None else (state, TableChunkStore(agent_id, self.history_tables))
+
+    def call_center(self, call_center_id: str) -> CallCenterTimeline | None:
+        return _cc_timelines.get(self.callcenter_table, call_center_id)
+
+
+def history_slots(config: TimeInStatusConfig) -> int:
+    """How many chunk tables hold every chunk the horizon can still need, plus the tail's and a spare."""
+    return math.ceil((config.late_horizon_ms + max(config.sizes_ms)) / config.chunk_ms) + 3
+
+
+class _Sender:
+    """Queue records on the producer, then wait for all of them to be delivered."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.pending: list[asyncio.Future] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        self.pending.append(await self.app.producer.send(topic, key, value, partition, None, None))
+
+    async def delivered(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending)
+        self.pending = []
+
+
+def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
+    partitions = settings.partitions
+    config = TimeInStatusConfig(tuple(settings.window_sizes_ms), settings.grace_ms, settings.late_horizon_ms)
+    core = TimeInStatusCore(config)
+    specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, partitions)}
+    for name in (t.STATUS_INTERVALS, t.AGENT_TIME_IN_STATUS, t.CALLCENTER_TIME_IN_STATUS, t.LATE_EVENTS):
+        output_topic(app, specs[name])
+    contributions = raw_topic(app, f"{settings.app_id}-tis-contributions", partitions, internal=True)
+    ticks_name = f"{settings.app_id}-tis-ticks"
+    ticks = raw_topic(app, ticks_name, partitions, internal=True)
+    if settings.idle_advance:
+        source = app.topic(settings.raw_topic, ticks_name, key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")
+    else:  # replays never look at the wall clock
+        source = raw_topic(app, settings.raw_topic, partitions)
+    agent_table = byte_table(app, "tis-agents", partitions, "Time-in-status timeline of each agent")
+    history_tables = [
+        byte_table(app, f"tis-history-{slot}", partitions, f"Day chunks of agents' history, slot {slot}")
+        for slot in range(history_slots(config))
+    ]
+    clock_table = byte_table(app, "tis-clock", partitions, "Event-time clock of each source partition")
+    cc_table = byte_table(app, "tis-callcenters", partitions, "Time-in-status windows of each call center")
+    cc_clock_table = byte_table(app, "tis-cc-clock", partitions, "Source watermarks per contributions partition")
+    keys = partition_keys(partitions)
+    contributions_name = contributions.get_topic_name()
+
+    async def agent_batch(events: list[faust.EventT]) -> None:
+        wall = now_ms()
+        timelines: dict[str, AgentTimeline] = {}
+        stores: dict[str, TableChunkStore] = {}
+        clocks: dict[int, PartitionClock] = {}
+        before: dict[int, int | None] = {}
+        touched: dict[int, set[str]] = {}
+        out = Emitted()
+
+        def clock_of(partition: int) -> PartitionClock:
+            if partition not in clocks:
+                clocks[partition] = _clocks.get(clock_table, keys[partition]) or PartitionClock()
+                before[partition] = core.watermark(clocks[partition].max_date_ms)
+            return clocks[partition]
+
+        def timeline_of(agent_id: str) -> tuple[AgentTimeline, TableChunkStore]:
+            if agent_id not in timelines:
+                timelines[agent_id] = _timelines.get(agent_table, agent_id) or AgentTimeline(agent_id)
+                stores[agent_id] = TableChunkStore(agent_id, history_tables)
+            return timelines[agent_id], stores[agent_id]
+
+        for event in events:
+            message = event.message
+            clock = clock_of(message.partition)
+            if message.topic == ticks_name:
+                idle_since = wall - settings.idle_after_ms
+                if settings.idle_advance and clock.last_event_wall_ms <= idle_since:
+                    clock.max_date_ms = max(clock.max_date_ms or idle_since, idle_since)
+                continue
+            try:
+                decoded = decode_agent_status_event(message.value)
+            except SchemaError:
+                continue  # the roster stage sends it to the dead-letter topic
+            state, store = timeline_of(decoded.agent_id)
+            touched.setdefault(message.partition, set()).add(decoded.agent_id)
+            out.extend(core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall)[1])
+            if core.plausible(decoded.date, wall):
+                clock.max_date_ms = max(clock.max_date_ms or decoded.date, decoded.date)
+                clock.last_event_wall_ms = wall
+        advanced: dict[int, int] = {}
+        for partition, clock in clocks.items():
+            watermark = core.watermark(clock.max_date_ms)
+            if watermark is not None and watermark != before[partition]:
+                advanced[partition] = watermark
+            due = {a for a, at in clock.next_close_ms.items() if watermark is not None and at <= watermark}
+            due |= touched.get(partition, set())
+            for agent_id in sorted(due):
+                state, store = timeline_of(agent_id)
+                out.extend(core.close(state, store, watermark)[1])
+                next_close = core.next_close_ms(state)
+                if next_close is None:
+                    clock.next_close_ms.pop(agent_id, None)
+                else:
+                    clock.next_close_ms[agent_id] = next_close
+
+        sender = _Sender(app)
+        for interval in out.intervals:
+            await sender.send(t.STATUS_INTERVALS, interval.agent_id.encode(), encode(interval))
+        for record in out.agent_windows:
+            key = window_record_key(record.agent_id, record.window_size_ms, record.window_start_ms)
+            await sender.send(t.AGENT_TIME_IN_STATUS, key.encode(), encode(record))
+        for contribution in out.contributions:
+            await sender.send(contributions_name, contribution.call_center_id.encode(), encode(contribution))
+        for late in out.late:
+            log.info("late event for agent %s at %d: %s", late.agent_id, late.date_ms, late.reason)
+            await sender.send(t.LATE_EVENTS, late.agent_id.encode(), encode(late))
+        await sender.delivered()
+        # contributions first, then the watermark that lets call centers close the windows they belong to
+        for partition, watermark in advanced.items():
+            marker = encode(WatermarkMarker(partition, watermark))
+            for target in range(partitions):
+                await sender.send(contributions_name, MARKER_KEY, marker, target)
+        await sender.delivered()
+        for agent_id, state in timelines.items():
+            _timelines.put(agent_table, agent_id, state)
+            stores[agent_id].flush()
+        for partition, clock in clocks.items():
+            _clocks.put(clock_table, keys[partition], clock)
+
+    async def callcenter_batch(events: list[faust.EventT]) -> None:
+        timelines: dict[str, CallCenterTimeline] = {}
+        clocks: dict[int, CallCenterClock] = {}
+        records: list[CallCenterTimeInStatus] = []
+
+        def clock_of(partition: int) -> CallCenterClock:
+            if partition not in clocks:
+                clocks[partition] = _cc_clocks.get(cc_clock_table, keys[partition]) or CallCenterClock()
+            return clocks[partition]
+
+        for event in events:
+            message = event.message
+            clock = clock_of(message.partition)
+            if message.key == MARKER_KEY:
+                marker = _marker_decoder.decode(message.value)
+                known = clock.sources.by_partition.get(marker.partition)
+                clock.sources.by_partition[marker.partition] = max(known or marker.watermark_ms, marker.watermark_ms)
+                continue
+            contribution = _contribution_decoder.decode(message.value)
+            cc = contribution.call_center_id
+            if cc not in timelines:
+                timelines[cc] = _cc_timelines.get(cc_table, cc) or CallCenterTimeline(cc)
+            records += apply_contribution(timelines[cc], contribution, clock.sources.minimum())
+            if cc not in clock.pending:
+                clock.pending.append(cc)
+        for clock in clocks.values():
+            watermark = clock.sources.minimum()
+            still_open = []
+            for cc in clock.pending:
+                if cc not in timelines:
+                    timelines[cc] = _cc_timelines.get(cc_table, cc) or CallCenterTimeline(cc)
+                records += close(timelines[cc], watermark, settings.late_horizon_ms)
+                if has_open_windows(timelines[cc]):
+                    still_open.append(cc)
+            clock.pending = still_open
+        sender = _Sender(app)
+        for record in records:
+            key = window_record_key(record.call_center_id, record.window_size_ms, record.window_start_ms)
+            await sender.send(t.CALLCENTER_TIME_IN_STATUS, key.encode(), encode(record))
+        await sender.delivered()
+        for cc, timeline in timelines.items():
+            _cc_timelines.put(cc_table, cc, timeline)
+        for partition, clock in clocks.items():
+            _cc_clocks.put(cc_clock_table, keys[partition], clock)
+
+    @app.agent(source, name="time-in-status-agents")
+    async def apply_agent_events(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await agent_batch(events)
+
+    @app.agent(contributions, name="time-in-status-callcenters")
+    async def apply_contributions(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await callcenter_batch(events)
+
+    if settings.idle_advance:
+        @app.timer(max(1.0, settings.idle_after_ms / 4000))
+        async def send_ticks() -> None:
+            await ticks.maybe_declare()
+            value = str(now_ms()).encode()
+            for partition in range(partitions):
+                await app.producer.send(ticks_name, keys[partition].encode(), value, partition, None, None)
+
+    return TimeInStatusStage(core, agent_table, history_tables, cc_table, config.sizes_ms, config.late_horizon_ms)
