@@ -1,14 +1,16 @@
-"""The call-center-keyed rules of the on-duty roster: one call center's roster + one change -> new roster.
+"""The call-center-keyed rules of the on-duty roster: one agent's membership of one call center + one change.
 
 Pure: no Faust, no Kafka. Changes come from the agent stage, re-keyed by call center; each carries the agent's
 version, so applying them is idempotent whatever the redelivery: an older version is ignored, the same version
 re-emits what the roster already says (a replay after a crash may have lost the first emission).
+
+State is kept per (call center, agent) membership, so a change rewrites one small record, never a whole roster;
+the per-call-center counts are kept beside it and updated by difference.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import Counter
 
 import msgspec
 
@@ -17,16 +19,13 @@ from schemas.roster import CallCenterAgentRecord, CallCenterSummaryRecord, Roste
 UNKNOWN_AVAILABILITY = "unknown"
 
 
-class CallCenterRoster(msgspec.Struct, omit_defaults=True):
-    """What the call-center stage keeps per call center (the ``callcenter-roster`` table value)."""
+class Membership(msgspec.Struct, omit_defaults=True):
+    """One agent's place in one call center's roster (the ``callcenter-agents`` table value)."""
 
-    call_center_id: str
-    agents: dict[str, CallCenterAgentRecord] = {}
-    """On-duty agents by agent id."""
-    departed: dict[str, int] = {}
-    """Agent id -> the agent version at which it left: later stale joins are ignored."""
-    as_of_ms: int = 0
-    """Event time (unix ms) of the latest applied change."""
+    agent_version: int
+    """The agent version of the latest applied change; older changes are ignored."""
+    entry: CallCenterAgentRecord | None = None
+    """The agent's roster entry while on duty; None once it left."""
 
 
 class ChangeOutcome(enum.Enum):
@@ -35,49 +34,60 @@ class ChangeOutcome(enum.Enum):
     STALE = "stale"
 
 
-class RosterStep(msgspec.Struct):
-    roster: CallCenterRoster
+class MembershipStep(msgspec.Struct):
+    membership: Membership | None
     outcome: ChangeOutcome
-    entry_key: str
-    """``<call center id>:<agent id>``, the key of the callcenter-agents record."""
-    entry: CallCenterAgentRecord | None
-    """The record to publish under ``entry_key`` (None: a tombstone); meaningless when STALE."""
 
 
 def entry_key(call_center_id: str, agent_id: str) -> str:
+    """``<call center id>:<agent id>``: the key of a callcenter-agents record and table entry."""
     return f"{call_center_id}:{agent_id}"
 
 
-def apply_change(roster: CallCenterRoster | None, change: RosterChange) -> RosterStep:
-    roster = roster or CallCenterRoster(call_center_id=change.call_center_id)
-    key = entry_key(change.call_center_id, change.agent_id)
-    member = roster.agents.get(change.agent_id)
-    known_version = member.agent_version if member else roster.departed.get(change.agent_id, -1)
+def apply_change(membership: Membership | None, change: RosterChange) -> MembershipStep:
+    """Apply one change to an agent's membership; the resulting ``entry`` is what to publish (None: tombstone)."""
+    known_version = membership.agent_version if membership is not None else -1
     if change.agent_version < known_version:
-        return RosterStep(roster, ChangeOutcome.STALE, key, None)
+        return MembershipStep(membership, ChangeOutcome.STALE)
     if change.agent_version == known_version:
-        return RosterStep(roster, ChangeOutcome.REPEATED, key, member)
-    agents = dict(roster.agents)
-    departed = dict(roster.departed)
-    if change.entry is None:
-        agents.pop(change.agent_id, None)
-        departed[change.agent_id] = change.agent_version
-    else:
-        agents[change.agent_id] = change.entry
-        departed.pop(change.agent_id, None)
-    updated = CallCenterRoster(roster.call_center_id, agents, departed, max(roster.as_of_ms, change.date_ms))
-    return RosterStep(updated, ChangeOutcome.APPLIED, key, change.entry)
+        return MembershipStep(membership, ChangeOutcome.REPEATED)
+    return MembershipStep(Membership(change.agent_version, change.entry), ChangeOutcome.APPLIED)
 
 
-def summarize(roster: CallCenterRoster) -> CallCenterSummaryRecord:
-    """Counts of on-duty agents by status and by availability."""
-    agents = roster.agents.values()
+def empty_summary(call_center_id: str) -> CallCenterSummaryRecord:
+    return CallCenterSummaryRecord(call_center_id, 0, {}, {}, 0)
+
+
+def update_summary(
+    summary: CallCenterSummaryRecord,
+    before: CallCenterAgentRecord | None,
+    after: CallCenterAgentRecord | None,
+    date_ms: int,
+) -> CallCenterSummaryRecord:
+    """The counts after one agent's entry changed from ``before`` to ``after`` (None: not on duty)."""
+    by_status = dict(summary.agents_by_status)
+    by_availability = dict(summary.agents_by_availability)
+    on_duty = summary.on_duty_agents
+    if before is not None:
+        _bump(by_status, before.on_duty_status, -1)
+        _bump(by_availability, before.availability_status or UNKNOWN_AVAILABILITY, -1)
+        on_duty -= 1
+    if after is not None:
+        _bump(by_status, after.on_duty_status, 1)
+        _bump(by_availability, after.availability_status or UNKNOWN_AVAILABILITY, 1)
+        on_duty += 1
     return CallCenterSummaryRecord(
-        call_center_id=roster.call_center_id,
-        on_duty_agents=len(roster.agents),
-        agents_by_status=dict(sorted(Counter(a.on_duty_status for a in agents).items())),
-        agents_by_availability=dict(
-            sorted(Counter(a.availability_status or UNKNOWN_AVAILABILITY for a in agents).items())
-        ),
-        as_of_ms=roster.as_of_ms,
+        call_center_id=summary.call_center_id,
+        on_duty_agents=on_duty,
+        agents_by_status=dict(sorted(by_status.items())),
+        agents_by_availability=dict(sorted(by_availability.items())),
+        as_of_ms=max(summary.as_of_ms, date_ms),
     )
+
+
+def _bump(counts: dict[str, int], key: str, amount: int) -> None:
+    value = counts.get(key, 0) + amount
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)

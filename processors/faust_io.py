@@ -25,15 +25,17 @@ def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
 
 
-def byte_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
+def byte_table(app: faust.App, name: str, partitions: int, help: str, *, use_partitioner: bool = True) -> faust.Table:
     """A changelog-backed table of msgspec-encoded values, keyed by the UTF-8 bytes of a string id.
 
     Keys are bytes so that the changelog key is exactly the source topic's key (Faust would JSON-quote a str key),
-    and ``use_partitioner=True``: a key's changelog partition is the one the producer's partitioner picks for it,
-    i.e. the partition of the source topic keyed the same way, even when a batch mixes partitions.
+    and by default ``use_partitioner=True``: a key's changelog partition is the one the producer's partitioner
+    picks for it, i.e. the partition of the source topic keyed the same way, even when a batch mixes partitions.
+    With ``use_partitioner=False`` it is the partition of the event being handled (Faust's default): only for
+    tables written one event at a time.
     """
     return app.Table(
-        name, default=None, partitions=partitions, use_partitioner=True, help=help,
+        name, default=None, partitions=partitions, use_partitioner=use_partitioner, help=help,
         key_type=bytes, value_type=bytes,
     )
 
@@ -47,6 +49,9 @@ class TableCodec:
     def get(self, table: faust.Table, key: str) -> Any:
         raw = table.get(key.encode())
         return None if raw is None else self._decoder.decode(raw)
+
+    def decode(self, raw: bytes) -> Any:
+        return self._decoder.decode(raw)
 
     @staticmethod
     def put(table: faust.Table, key: str, value: msgspec.Struct) -> None:

@@ -11,7 +11,6 @@ import faust
 import msgspec
 from faust.web import Request, Response, View
 
-from processors.callcenter_roster import summarize
 from processors.roster_stage import RosterStage
 from schemas.roster import CallCenterAgentRecord
 
@@ -41,22 +40,21 @@ def register(app: faust.App, stage: RosterStage) -> None:
         })
 
     @app.page("/callcenters/{call_center_id}")
-    @app.table_route(table=stage.roster_table, match_info="call_center_id")
+    @app.table_route(table=stage.summary_table, match_info="call_center_id")
     async def get_call_center(view: View, request: Request, call_center_id: str) -> Response:
-        roster = stage.roster(call_center_id)
-        if roster is None:
+        summary = stage.summary(call_center_id)
+        if summary is None:
             return view.error(
                 404, f"unknown call center: no agent has been on duty for call center id {call_center_id!r}",
                 call_center_id=call_center_id,
             )
-        summary = summarize(roster)
         return view.json({
             "call_center_id": call_center_id,
             "on_duty_agents": summary.on_duty_agents,
             "agents_by_status": summary.agents_by_status,
             "agents_by_availability": summary.agents_by_availability,
             "as_of_ms": summary.as_of_ms,
-            "agents": [_agent_entry(entry) for _, entry in sorted(roster.agents.items())],
+            "agents": [_agent_entry(entry) for entry in stage.on_duty_agents(call_center_id)],
         })
 
 

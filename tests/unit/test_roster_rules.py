@@ -7,7 +7,7 @@ import random
 import pytest
 
 from processors.agent_state import AgentState, Outcome, apply_event
-from processors.callcenter_roster import CallCenterRoster, ChangeOutcome, apply_change, summarize
+from processors.callcenter_roster import ChangeOutcome, Membership, apply_change, empty_summary, update_summary
 from schemas import dedup_identity
 from tests.roster_helpers import T0, event
 
@@ -22,16 +22,26 @@ def run_agent(events, offsets=True):
     return state, steps
 
 
-def rosters_from(steps) -> dict[str, CallCenterRoster]:
-    rosters: dict[str, CallCenterRoster] = {}
-    for step in steps:
-        for change in step.changes:
-            rosters[change.call_center_id] = apply_change(rosters.get(change.call_center_id), change).roster
-    return rosters
+def apply_all(changes, memberships=None) -> dict[tuple[str, str], Membership]:
+    """Apply changes with the call-center rules; memberships by (call center, agent)."""
+    memberships = {} if memberships is None else memberships
+    for change in changes:
+        key = (change.call_center_id, change.agent_id)
+        memberships[key] = apply_change(memberships.get(key), change).membership
+    return memberships
 
 
-def members(rosters) -> dict[str, dict[str, str]]:
-    return {cc: {a: e.on_duty_status for a, e in r.agents.items()} for cc, r in rosters.items()}
+def rosters_from(steps) -> dict[tuple[str, str], Membership]:
+    return apply_all(change for step in steps for change in step.changes)
+
+
+def members(memberships) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for (cc, agent), membership in memberships.items():
+        result.setdefault(cc, {})
+        if membership.entry is not None:
+            result[cc][agent] = membership.entry.on_duty_status
+    return result
 
 
 @pytest.mark.parametrize(
@@ -115,15 +125,15 @@ def test_state_survives_encoding_roundtrip():
 def test_callcenter_stage_ignores_stale_and_repeats_same_version():
     _, steps = run_agent([event(1, ["A"]), event(1, [], at_s=1), event(1, ["A"], "busy", at_s=2)])
     join1, leave2, join3 = (step.changes[0] for step in steps)
-    roster = apply_change(apply_change(None, join1).roster, join3).roster
-    stale = apply_change(roster, leave2)
-    assert stale.outcome is ChangeOutcome.STALE and stale.roster == roster
-    repeat = apply_change(roster, join3)
-    assert repeat.outcome is ChangeOutcome.REPEATED and repeat.entry.on_duty_status == "busy"
+    membership = apply_change(apply_change(None, join1).membership, join3).membership
+    stale = apply_change(membership, leave2)
+    assert stale.outcome is ChangeOutcome.STALE and stale.membership == membership
+    repeat = apply_change(membership, join3)
+    assert repeat.outcome is ChangeOutcome.REPEATED and repeat.membership.entry.on_duty_status == "busy"
     # a stale join after a leave does not resurrect the agent
-    left = apply_change(apply_change(None, join1).roster, leave2).roster
+    left = apply_change(apply_change(None, join1).membership, leave2).membership
+    assert left.entry is None
     assert apply_change(left, join1).outcome is ChangeOutcome.STALE
-    assert left.agents == {}
 
 
 def test_callcenter_changes_in_any_redelivery_order_converge():
@@ -133,25 +143,31 @@ def test_callcenter_changes_in_any_redelivery_order_converge():
     for ev in evs:
         by_agent.setdefault(ev.agent_id, []).append(ev)
     changes = [c for evs_ in by_agent.values() for step in run_agent(evs_)[1] for c in step.changes]
-    expected = members(rosters_from([type("S", (), {"changes": changes})()]))
+    expected = members(apply_all(changes))
+    assert expected == {"A": {"1": "occupied", "2": "wrapup"}, "B": {}}
     rng = random.Random(7)
     for _ in range(50):
         redelivered = changes + rng.sample(changes, k=len(changes) // 2)  # at-least-once duplicates
-        # per agent and call center, redelivery keeps the agent's order; interleaving across agents is free
-        rng.shuffle(redelivered)
-        redelivered.sort(key=lambda c: (c.agent_id, c.call_center_id, c.agent_version))
-        rosters: dict[str, CallCenterRoster] = {}
-        for change in redelivered:
-            rosters[change.call_center_id] = apply_change(rosters.get(change.call_center_id), change).roster
-        assert members(rosters) == expected
+        rng.shuffle(redelivered)  # and any order at all: versions decide
+        assert members(apply_all(redelivered)) == expected
 
 
-def test_summary_counts_by_status_and_availability():
+def test_summary_counts_follow_entries_by_difference():
     evs = [event(1, ["A"], "busy"), event(2, ["A"], "busy", at_s=1, availability_status="available"),
            event(3, ["A"], "wrapup", at_s=2, availability_status=None)]
-    steps = [s for ev in evs for s in run_agent([ev])[1]]
-    summary = summarize(rosters_from(steps)["A"])
+    summary = empty_summary("A")
+    entries = {}
+    for ev in evs:
+        change = run_agent([ev])[1][0].changes[0]
+        summary = update_summary(summary, entries.get(ev.agent_id), change.entry, change.date_ms)
+        entries[ev.agent_id] = change.entry
     assert summary.on_duty_agents == 3
     assert summary.agents_by_status == {"busy": 2, "wrapup": 1}
     assert summary.agents_by_availability == {"available": 1, "unavailable": 1, "unknown": 1}
     assert summary.as_of_ms == T0 + 2000
+    # agent 1 leaves: its counts go, zero counts disappear
+    summary = update_summary(summary, entries["1"], None, T0 + 3000)
+    summary = update_summary(summary, entries["3"], None, T0 + 4000)
+    assert summary.on_duty_agents == 1
+    assert summary.agents_by_status == {"busy": 1}
+    assert summary.agents_by_availability == {"available": 1}
