@@ -26,6 +26,9 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         processing_guarantee="at_least_once",
         producer_acks=-1,
+        # A few ms of linger turn thousands of tiny produce requests per second into a few large ones.
+        producer_linger_ms=settings.producer_linger_ms,
+        producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",
         web_host=settings.web_host,
         web_port=settings.web_port,

@@ -43,6 +43,8 @@ class ProcessorSettings:
     """How long a partition must see no events before wall-clock time advances its watermark."""
     session_timeout_ms: int = 30_000
     """How long the group waits for a silent worker before giving its partitions to the others."""
+    producer_linger_ms: int = 10
+    """How long the producer waits to fill a batch; bounds the added latency of every derived record."""
     batch_size: int = 1000
     batch_within_s: float = 0.05
     extra: dict[str, str] = field(default_factory=dict)
@@ -67,4 +69,5 @@ class ProcessorSettings:
             idle_after_ms=env_duration_ms("IDLE_AFTER", "60s", environ),
             session_timeout_ms=env_duration_ms("SESSION_TIMEOUT", "30s", environ),
             batch_size=env_int("PROCESSOR_BATCH_SIZE", 1000, environ),
+            producer_linger_ms=env_int("PRODUCER_LINGER_MS", 10, environ),
         )
