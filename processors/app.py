@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from processors import raw_events, roster_stage, roster_views
+from processors import raw_events, roster_stage, roster_views, time_in_status_stage, time_in_status_views
 from processors.dead_letters import DeadLetterSender
 from processors.settings import ProcessorSettings
 from schemas import topics as t
@@ -43,5 +43,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])
     roster = roster_stage.register(app, settings, dead_letters)
     roster_views.register(app, roster)
-    raw_events.register(app, settings, dead_letters, handlers=[roster])
+    time_in_status = time_in_status_stage.register(app, settings)
+    time_in_status_views.register(app, time_in_status)
+    raw_events.register(app, settings, dead_letters, handlers=[roster, time_in_status])
     return app

@@ -1,6 +1,6 @@
 """Faust wiring of time in status: an agent-keyed stage and a call-center-keyed stage.
 
-raw topic (key agent id) [+ ticks, live mode] --time-in-status-agents--> tables tis-agents, tis-history-<slot>,
+raw events (key agent id) [+ ticks, live mode] --TimeInStatusStage.handle_raw_batch--> tables tis-agents, tis-history-<slot>,
     tis-clock; onduty.status-intervals.v1, onduty.agent-time-in-status.v1, onduty.late-events.v1;
     contributions topic (re-keyed by call center id) + watermark markers to each of its partitions
 contributions (key call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
@@ -21,6 +21,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -29,6 +30,7 @@ from aiokafka.partitioner import murmur2
 
 from onduty.env import format_duration
 from processors.faust_io import TableCodec, byte_table, output_topic, raw_topic
+from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from processors.time_in_status import (
     AgentTimeline,
@@ -47,7 +49,7 @@ from processors.time_in_status_callcenters import (
     close,
     has_open_windows,
 )
-from schemas import SchemaError, decode_agent_status_event, encode
+from schemas import encode
 from schemas import topics as t
 from schemas.time_in_status import CallCenterTimeInStatus
 
@@ -55,6 +57,12 @@ log = logging.getLogger(__name__)
 
 MARKER_KEY = b"~watermark"
 """Key of watermark markers on the contributions topic (sent to an explicit partition)."""
+
+
+class Tick(msgspec.Struct, frozen=True):
+    """Wall-clock tick for one source partition (live mode): lets an idle partition's watermark advance."""
+
+    partition: int
 
 
 class PartitionClock(msgspec.Struct):
@@ -148,7 +156,17 @@ class TimeInStatusStage:
     callcenter_table: faust.Table
     sizes_ms: tuple[int, ...]
     late_horizon_ms: int
-    extra: dict = field(default_factory=dict)
+    apply_batch: Callable[[Sequence[RawEvent | Tick]], Awaitable[None]]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Raw batches and ticks update the same partition clocks: one at a time."""
+
+    async def handle_raw_batch(self, batch: Sequence[RawEvent]) -> None:
+        async with self.lock:
+            await self.apply_batch(batch)
+
+    async def handle_ticks(self, ticks: Sequence[Tick]) -> None:
+        async with self.lock:
+            await self.apply_batch(ticks)
 
     def agent(self, agent_id: str) -> tuple[AgentTimeline, ChunkStore] | None:
         state = _timelines.get(self.agent_table, agent_id)
@@ -189,11 +207,6 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     contributions = raw_topic(app, f"{settings.app_id}-tis-contributions", partitions, internal=True)
     ticks_name = f"{settings.app_id}-tis-ticks"
     ticks = raw_topic(app, ticks_name, partitions, internal=True)
-    if settings.idle_advance:
-        source = app.topic(settings.raw_topic, ticks_name, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw")
-    else:  # replays never look at the wall clock
-        source = raw_topic(app, settings.raw_topic, partitions)
     agent_table = byte_table(app, "tis-agents", partitions, "Time-in-status timeline of each agent")
     history_tables = [
         byte_table(app, f"tis-history-{slot}", partitions, f"Day chunks of agents' history, slot {slot}")
@@ -205,7 +218,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     keys = partition_keys(partitions)
     contributions_name = contributions.get_topic_name()
 
-    async def agent_batch(events: list[faust.EventT]) -> None:
+    async def agent_batch(items: Sequence[RawEvent | Tick]) -> None:
         wall = now_ms()
         timelines: dict[str, AgentTimeline] = {}
         stores: dict[str, TableChunkStore] = {}
@@ -226,20 +239,16 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
                 stores[agent_id] = TableChunkStore(agent_id, history_tables)
             return timelines[agent_id], stores[agent_id]
 
-        for event in events:
-            message = event.message
-            clock = clock_of(message.partition)
-            if message.topic == ticks_name:
+        for item in items:
+            clock = clock_of(item.partition)
+            if isinstance(item, Tick):
                 idle_since = wall - settings.idle_after_ms
                 if settings.idle_advance and clock.last_event_wall_ms <= idle_since:
                     clock.max_date_ms = max(clock.max_date_ms or idle_since, idle_since)
                 continue
-            try:
-                decoded = decode_agent_status_event(message.value)
-            except SchemaError:
-                continue  # the roster stage sends it to the dead-letter topic
+            decoded = item.event
             state, store = timeline_of(decoded.agent_id)
-            touched.setdefault(message.partition, set()).add(decoded.agent_id)
+            touched.setdefault(item.partition, set()).add(decoded.agent_id)
             out.extend(core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall)[1])
             if core.plausible(decoded.date, wall):
                 clock.max_date_ms = max(clock.max_date_ms or decoded.date, decoded.date)
@@ -329,17 +338,20 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for partition, clock in clocks.items():
             _cc_clocks.put(cc_clock_table, keys[partition], clock)
 
-    @app.agent(source, name="time-in-status-agents")
-    async def apply_agent_events(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await agent_batch(events)
+    stage = TimeInStatusStage(core, agent_table, history_tables, cc_table, config.sizes_ms,
+                              config.late_horizon_ms, agent_batch)
 
     @app.agent(contributions, name="time-in-status-callcenters")
     async def apply_contributions(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             await callcenter_batch(events)
 
-    if settings.idle_advance:
+    if settings.idle_advance:  # replays never look at the wall clock
+        @app.agent(ticks, name="time-in-status-ticks")
+        async def apply_ticks(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await stage.handle_ticks([Tick(event.message.partition) for event in events])
+
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
         async def send_ticks() -> None:
             await ticks.maybe_declare()
@@ -347,4 +359,4 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             for partition in range(partitions):
                 await app.producer.send(ticks_name, keys[partition].encode(), value, partition, None, None)
 
-    return TimeInStatusStage(core, agent_table, history_tables, cc_table, config.sizes_ms, config.late_horizon_ms)
+    return stage

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import uuid
 
 import msgspec
@@ -58,31 +57,6 @@ def known_day(run: str, agents: int = 6, per_agent: int = 30, seed: int = 5) -> 
     return day + closing
 
 
-class TimeInStatusWorker(WorkerProcess):
-    """A worker with the time-in-status stage (``processors.time_in_status_worker`` until app.py registers it)."""
-
-    def start(self, deadline_s: float = 90.0) -> "TimeInStatusWorker":
-        import subprocess
-        import time
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "processors.time_in_status_worker", "--web-port", str(self.web_port),
-             "--data-dir", str(self.data_dir)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
-            if b"Worker]: Ready" in self.log_path.read_bytes():
-                return self
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready within {deadline_s}s:\n{self.log_tail()}")
-
-
 async def final_totals(bootstrap: str, run: str) -> tuple[dict, dict]:
     """The highest revision per key of this run's windows inside the day, as plain totals."""
     views = []
@@ -129,8 +103,8 @@ def workers(kafka_bootstrap, unique_name, tmp_path):
     started: list[WorkerProcess] = []
 
     def start(n: int) -> WorkerProcess:
-        worker = TimeInStatusWorker(kafka_bootstrap, raw, app_id, tmp_path / f"worker{n}",
-                                    ONDUTY_PARTITIONS="4", ONDUTY_WINDOWS="1h,1d")
+        worker = WorkerProcess(kafka_bootstrap, raw, app_id, tmp_path / f"worker{n}",
+                               ONDUTY_PARTITIONS="4", ONDUTY_WINDOWS="1h,1d")
         started.append(worker.start())
         return worker
 
