@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.common import BenchmarkSkipped, Result, cleanup, kafka, machine, table, workdir
 
 BENCHMARKS = ("ingest", "processors", "e2e", "replay")
-NEEDS_KAFKA = {"processors", "e2e", "replay"}
+NEEDS_KAFKA = {"ingest", "processors", "e2e", "replay"}
 TITLES = {
     "ingest": ("ingest", "requests/s at 64 connections"),
     "processors": ("processors", "input events/s per worker"),
@@ -32,7 +32,7 @@ async def _run_one(name: str, bootstrap: str | None, work: Path, args: argparse.
     if name == "ingest":
         from bench.ingest import ingest_benchmark
 
-        return await ingest_benchmark(work, rounds, args.quick)
+        return await ingest_benchmark(bootstrap, work, rounds, args.quick)
     if name == "processors":
         from bench.processors import processors_benchmark
 
@@ -83,6 +83,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         with (kafka(args.bootstrap, work) if needs_kafka else _nothing()) as bootstrap:
             for name in args.benchmarks:
                 print(f"== {name}", file=sys.stderr, flush=True)
+                before = len(results)
                 try:
                     results.extend(await _run_one(name, bootstrap, work, args))
                 except BenchmarkSkipped as skipped:
@@ -93,7 +94,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
                     title, metric = TITLES[name]
                     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     results.append(Result(title, metric, "", "", "", skipped=f"failed: {first_line}"))
-                print(table(results[-2:] if results else []), file=sys.stderr, flush=True)
+                print(table(results[before:]), file=sys.stderr, flush=True)
     finally:
         if not args.keep:
             cleanup(work)

@@ -69,6 +69,8 @@ def summarize(values: Sequence[float]) -> str:
 
 
 def _fmt(value: float) -> str:
+    if value == float("inf"):
+        return "∞ (lost)"
     if value >= 1000:
         return f"{value:,.0f}"
     if value >= 10:

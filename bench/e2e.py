@@ -11,18 +11,22 @@ not counted.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import (
     BenchmarkSkipped,
     Child,
     ONDUTY,
+    ROOT,
     Result,
     create_topic,
     free_port,
@@ -63,18 +67,23 @@ def _payload(agent: int, sequence: int, date_ms: int) -> dict:
     }
 
 
+async def _tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A consumer of every partition of an existing topic, from its current end (no group, no rebalance)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="latest")
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, p) for p in range(DEFAULT_PARTITIONS)])
+    await consumer.seek_to_end()
+    return consumer
+
+
 async def _latency_round(send: Callable[[dict], Awaitable[None]], bootstrap: str, topic: str, key_of,
                          rate: float, seconds: float, warmup_s: float, agents: int, run_id: int) -> list[float]:
     """Send at ``rate``/s for ``warmup_s + seconds``; return the latencies (ms) after the warm-up."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="latest")
-    await consumer.start()
+    consumer = await _tail(bootstrap, topic)
     pending: dict[tuple[str, int], tuple[float, bool]] = {}
     latencies: list[float] = []
     try:
-        while not consumer.assignment():
-            await consumer.getmany(timeout_ms=200)
-        await consumer.seek_to_end()
         stop = asyncio.Event()
 
         async def consume() -> None:
@@ -157,11 +166,18 @@ async def e2e_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool,
             lat = await _latency_round(produce, bootstrap, hop_topic, hop_key, rate, seconds, warmup_s, agents, r)
             p50.ceiling.append(percentile(lat, 0.50))
             p99.ceiling.append(percentile(lat, 0.99))
+            print(f"  round {r + 1}: bare Kafka hop p50 {p50.ceiling[-1]:.1f} ms, p99 {p99.ceiling[-1]:.1f} ms",
+                  file=sys.stderr, flush=True)
     finally:
         await producer.stop()
 
-    # the candidate: the real services, started as a user would
+    # the candidate: the real services, started as a user would, on topics created first (`onduty topics`)
     raw_topic = unique("raw")
+    created = await asyncio.to_thread(subprocess.run, [*ONDUTY, "topics", "--bootstrap", bootstrap], cwd=ROOT,
+                                      env={**os.environ, "ONDUTY_RAW_TOPIC": raw_topic}, capture_output=True,
+                                      text=True, timeout=120)
+    if created.returncode != 0:
+        raise RuntimeError(f"onduty topics failed:\n{created.stdout}{created.stderr}")
     port = free_port()
     ingest = Child([*ONDUTY, "--log-level", "WARNING", "ingest"], {
         "ONDUTY_KAFKA_BOOTSTRAP": bootstrap, "ONDUTY_RAW_TOPIC": raw_topic, "ONDUTY_INGEST_HOST": "127.0.0.1",
@@ -195,7 +211,13 @@ async def e2e_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool,
                                            agents, 1000 + r)
                 p50.candidate.append(percentile(lat, 0.50))
                 p99.candidate.append(percentile(lat, 0.99))
+                print(f"  round {r + 1}: pipeline p50 {p50.candidate[-1]:.1f} ms, p99 {p99.candidate[-1]:.1f} ms",
+                      file=sys.stderr, flush=True)
                 missing = sum(1 for x in lat if x == float("inf"))
+                seen = sorted(x for x in lat if x != float("inf"))
+                print(f"  round {r + 1}: {len(seen)} seen, {missing} missing; seen p50 "
+                      f"{percentile(seen, 0.5):.1f} ms, max {seen[-1] if seen else float('nan'):.1f} ms",
+                      file=sys.stderr, flush=True)
                 p99.notes.append(f"round {r + 1}: {len(lat):,} events measured, {missing} not seen within 10 s")
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}\n--- ingest log ---\n{ingest.tail()}\n--- processor log ---\n"
@@ -211,14 +233,9 @@ async def e2e_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool,
 
 async def _wait_for_pipeline(post, bootstrap: str, roster_key, processor: Child, deadline_s: float = 120) -> None:
     """Post one event at a time until its roster record comes back: the worker has joined and is processing."""
-    consumer = AIOKafkaConsumer(CALLCENTER_AGENTS, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="latest", enable_auto_commit=False)
-    await consumer.start()
+    consumer = await _tail(bootstrap, CALLCENTER_AGENTS)
     try:
         deadline = time.monotonic() + deadline_s
-        while not consumer.assignment():
-            await consumer.getmany(timeout_ms=200)
-        await consumer.seek_to_end()
         sequence = 0
         while time.monotonic() < deadline:
             if not processor.alive():

@@ -1,20 +1,65 @@
-"""(a) Ingest: the full service against a bare aiohttp handler that answers 202, at 64 connections.
+"""(a) Ingest: the full service (verify, validate, acknowledged publish) against a bare aiohttp handler that
+answers 202, at 64 connections, requests/s and p50/p99 latency.
 
-The load itself is the ingest developer's ``bench/ingest_load.py`` (issue 3); this module only runs it as part of
-``python -m bench`` and turns its figures into a table row. It is skipped while that file does not exist.
+The load itself is the ingest developer's ``bench/ingest_load.py`` (issue 3): its servers run in their own
+processes pinned to CPU 0, its aiohttp load generator in this process, pinned to CPU 1 for the duration.
+This module only runs its scenarios for several rounds and turns the figures into table rows.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
+import asyncio
+import os
+import sys
 from pathlib import Path
 
-from bench.common import BenchmarkSkipped, Result
-
-LOAD = Path(__file__).with_name("ingest_load.py")
+from bench.common import BenchmarkSkipped, Result, unique
 
 
-async def ingest_benchmark(workdir: Path, rounds: int, quick: bool) -> list[Result]:
-    if not LOAD.exists() or importlib.util.find_spec("bench.ingest_load") is None:
-        raise BenchmarkSkipped("bench/ingest_load.py (the ingest load check, issue 3) is not there yet")
-    raise BenchmarkSkipped("bench/ingest_load.py exists but has no entry point this harness knows yet")
+async def ingest_benchmark(bootstrap: str | None, workdir: Path, rounds: int, quick: bool) -> list[Result]:
+    try:
+        from bench import ingest_load
+    except ImportError as exc:
+        raise BenchmarkSkipped(f"bench/ingest_load.py (the ingest load check, issue 3) is not usable: {exc}") from None
+    if bootstrap is None:
+        raise BenchmarkSkipped("needs a Kafka broker")
+    pin = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    args = argparse.Namespace(bootstrap=bootstrap, requests=5_000 if quick else 20_000, connections=64,
+                              max_seconds=60.0, pin=pin)
+    topic = unique("ingest-load")
+    await ingest_load.create_topic(bootstrap, topic)
+    bodies = await asyncio.to_thread(ingest_load.tokens, 2000)
+    rps = Result("ingest", "requests/s at 64 connections", "req/s", "full service", "bare aiohttp 202",
+                 "≥ 0.5× the bare handler")
+    p50 = Result("ingest", "latency p50 at 64 connections", "ms", "full service", "bare aiohttp 202", "",
+                 higher_is_better=False)
+    p99 = Result("ingest", "latency p99 at 64 connections", "ms", "full service", "bare aiohttp 202", "p99 < 20 ms",
+                 higher_is_better=False)
+    cpu_ratios = []
+    before = os.sched_getaffinity(0) if pin else None
+    try:
+        if pin:
+            os.sched_setaffinity(0, {1})
+        for round_number in range(rounds):
+            # ingest_load drives its own event loop: run it in a thread so as not to nest loops
+            results = {kind: await asyncio.to_thread(ingest_load.measure, kind, args, bodies, topic)
+                       for kind in ("bare", "full")}
+            for result, target in ((rps, "rps"), (p50, "p50_ms"), (p99, "p99_ms")):
+                result.ceiling.append(results["bare"][target])
+                result.candidate.append(results["full"][target])
+            cpu = {kind: r["server_cpu"] / r["rps"] for kind, r in results.items()}
+            cpu_ratios.append(cpu["bare"] / cpu["full"])
+            print(f"  round {round_number + 1}: bare {results['bare']['rps']:,.0f} req/s, full "
+                  f"{results['full']['rps']:,.0f} req/s (p99 {results['full']['p99_ms']:.1f} ms), statuses "
+                  f"{results['full']['statuses']}, client CPU {results['full']['client_cpu']:.0%}",
+                  file=sys.stderr, flush=True)
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
+    rps.notes.append(
+        f"{args.requests:,} requests per scenario and round after a warm-up; servers pinned to CPU 0, the Python "
+        f"load generator to CPU 1{'' if pin else ' (not pinned: one CPU)'}; server CPU per request bare/full "
+        f"{', '.join(f'{x:.2f}' for x in cpu_ratios)} (the ratio one saturated core would give). A Python load "
+        "generator saturates before a bare server does, so the ratio is an upper bound")
+    return [rps, p50, p99]
