@@ -80,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="end with each agent's unchanged state at start + duration + grace, so every window "
                               "inside the duration closes")
     traffic.add_argument("--grace", type=_duration, default=None, help="watermark grace (ONDUTY_GRACE, default 5m)")
+    traffic.add_argument("--partitions", type=int, default=None,
+                         help="raw topic partitions, for the lowest watermark of the expected results "
+                              "(ONDUTY_PARTITIONS, default 8)")
     traffic.add_argument("--windows", default=None,
                          help="window sizes of the expected totals (ONDUTY_WINDOWS, default 15m,1h,1d)")
 
@@ -105,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from onduty.simulator import SimulationConfig, expected_results, generate
     from onduty.simulator.files import expected_path, read_deliveries, write_deliveries, write_expected
+    from schemas.topics import DEFAULT_PARTITIONS
 
     if not (args.out or args.post is not None or args.replay):
         print("onduty simulate: say where the traffic goes: --out FILE, --post [URL] or --replay FILE",
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_expected:
             sizes = ([parse_duration_ms(s) for s in args.windows.split(",")] if args.windows
                      else env_durations_ms("WINDOWS", "15m,1h,1d"))
-            expected = expected_results(simulation.payloads, sizes, grace_ms)
+            partitions = args.partitions or env_int("PARTITIONS", DEFAULT_PARTITIONS)
+            expected = expected_results(simulation.payloads, sizes, grace_ms, partitions)
             write_expected(expected_path(args.out), simulation, expected)
             print(f"wrote {expected_path(args.out)} (windows complete until {expected['complete_until_ms']})",
                   file=sys.stderr)

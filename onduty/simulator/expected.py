@@ -4,10 +4,10 @@ Written to be obviously right rather than fast: decode every delivery, drop repe
 agent's events by ``(date, event_timestamp or 0, identity)``, walk consecutive pairs as intervals, cut each
 interval at window boundaries with a loop. Only the schema contract (``schemas``) is shared with the processors.
 
-Windows are reported only when they are **complete**: they end at or before ``complete_until_ms``, the last
-``date`` in the stream minus the grace, so every window listed is one the processors have closed (on a partition
-that saw the stream's last date; see ``complete_until_ms`` in :func:`expected_results`). A window missing from the
-totals has all-zero figures.
+Windows are reported only when they are **complete**: they end at or before ``complete_until_ms``, the lowest
+watermark over the raw topic's partitions (each partition's highest ``date`` minus the grace; agents are placed on
+partitions by Kafka's default partitioner over their id). So every window listed is closed for every agent and
+every call center, whichever partition it lives on. A listed owner's missing window has all-zero figures.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from onduty.env import format_duration
+from onduty.simulator.partitions import partition_for
 from schemas import AgentStatusEvent, decode_agent_status_payload, dedup_identity
+from schemas.topics import DEFAULT_PARTITIONS
 
 DEFAULT_WINDOWS_MS = (15 * 60_000, 3_600_000, 86_400_000)
 DEFAULT_GRACE_MS = 5 * 60_000
@@ -150,16 +152,29 @@ def rosters(states: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]
     return {center: result[center] for center in sorted(result)}
 
 
+def lowest_watermark(timelines: Mapping[str, list[OrderedEvent]], grace_ms: int, partitions: int | None) -> int:
+    """The lowest partition watermark at the end of the stream (``partitions=None``: one partition)."""
+    highest: dict[int, int] = {}
+    for agent_id, events in timelines.items():
+        partition = partition_for(agent_id, partitions) if partitions else 0
+        highest[partition] = max(highest.get(partition, 0), max(e.event.date for e in events))
+    return min(highest.values(), default=0) - grace_ms
+
+
 def expected_results(
     payloads: Iterable[Mapping[str, Any]],
     window_sizes_ms: Iterable[int] = DEFAULT_WINDOWS_MS,
     grace_ms: int = DEFAULT_GRACE_MS,
+    partitions: int | None = DEFAULT_PARTITIONS,
 ) -> dict[str, Any]:
-    """Everything a correct pipeline ends with after this stream, as one JSON-ready document."""
+    """Everything a correct pipeline ends with after this stream, as one JSON-ready document.
+
+    ``partitions``: the raw topic's partition count, for the lowest watermark (``None``: the last date alone).
+    """
     timelines = agent_timelines(payloads)
     sizes = sorted(set(window_sizes_ms))
     last_date = max((e.event.date for events in timelines.values() for e in events), default=0)
-    complete_until = last_date - grace_ms
+    complete_until = lowest_watermark(timelines, grace_ms, partitions)
     agents, centers = window_totals(timelines, sizes, complete_until)
     states = current_states(timelines)
 
@@ -178,9 +193,11 @@ def expected_results(
         "last_date_ms": last_date,
         "grace_ms": grace_ms,
         "complete_until_ms": complete_until,
+        "partitions": partitions,
         "complete_windows": (
-            "only windows with start + size <= complete_until_ms (the last date minus the grace) are listed; "
-            "later windows are still open at the end of the stream; a listed owner's missing window is all zeros"
+            "only windows with start + size <= complete_until_ms are listed: the lowest partition watermark "
+            "(highest date on the partition minus the grace) at the end of the stream, so they are closed on every "
+            "partition; later windows are still open; a listed owner's missing window is all zeros"
         ),
         "window_sizes": {format_duration(size): size for size in sizes},
         "agents": jsonable(agents),

@@ -113,10 +113,10 @@ def test_arrival_order_and_duplicates_change_nothing():
     stream = [event("a", W + i * 7 * MIN, s) for i, s in enumerate(["available", "occupied", "wrapup"] * 4)]
     stream += [event("b", W + i * 11 * MIN + 1, s, centers=("cc2",))
                for i, s in enumerate(["busy", "available", "unavailable"] * 3)]
-    reference = expected_results(stream, [Q, 3_600_000])
+    reference = expected_results(stream, [Q, 3_600_000], partitions=None)
     shuffled = stream + stream[::3]
     random.Random(4).shuffle(shuffled)
-    assert expected_results(shuffled, [Q, 3_600_000]) == reference
+    assert expected_results(shuffled, [Q, 3_600_000], partitions=None) == reference
 
 
 def test_same_date_is_ordered_by_event_timestamp():
@@ -151,7 +151,30 @@ def test_an_older_event_does_not_roll_the_current_state_back():
 @pytest.mark.parametrize("grace", [0, 5 * MIN])
 def test_complete_until_is_the_last_date_minus_the_grace(grace):
     stream = [event("a", W, "available"), event("b", W + Q + 7 * MIN, "available")]
-    result = expected_results(stream, [Q], grace)
+    result = expected_results(stream, [Q], grace, partitions=None)
     assert result["complete_until_ms"] == W + Q + 7 * MIN - grace
     assert list(result["agents"]["a"]["15m"]) == [str(W)]
     assert result["agents"]["a"]["15m"][str(W)]["ms_by_status"] == {"available": Q}
+
+
+def test_complete_until_is_the_lowest_partition_watermark():
+    from onduty.simulator.partitions import partition_for
+
+    a, b = "5728255400000000", "5728255400007919"
+    assert partition_for(a, 8) != partition_for(b, 8)
+    stream = [event(a, W, "available"), event(b, W + 3 * Q, "available")]
+    assert expected_results(stream, [Q], 0, partitions=8)["complete_until_ms"] == W  # a's partition is behind
+    assert expected_results(stream, [Q], 0, partitions=1)["complete_until_ms"] == W + 3 * Q
+
+
+def test_partitions_match_kafkas_default_partitioner():
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from onduty.simulator.partitions import partition_for
+
+    partitioner = DefaultPartitioner()
+    rng = random.Random(3)
+    for _ in range(2000):
+        key = str(rng.randrange(10 ** rng.randint(1, 19)))
+        for count in (1, 3, 8, 12):
+            assert partition_for(key, count) == partitioner(key.encode(), list(range(count)), list(range(count)))
