@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import jwt
 import pytest
 from aiohttp import web
@@ -62,3 +64,18 @@ async def test_rate_and_time_limit_bound_a_run(receiver):
                                                             progress=None))
     assert report.stopped_early
     assert 10 <= report.done <= 40
+
+
+async def test_speed_keeps_the_event_time_pacing_compressed(receiver):
+    from onduty.simulator import Delivery
+
+    url, received, _ = receiver
+    base = 1_740_960_000_000
+    deliveries = [Delivery(base + i * 1000, {**generate(SimulationConfig(agents=1, duration_ms=3_600_000,
+                                                                         seed=2)).events[0].payload, "date": base + i})
+                  for i in range(11)]  # 10 s of event time
+    started = asyncio.get_running_loop().time()
+    report = await post_deliveries(deliveries, PostSettings(url, SECRET, speed=20, progress=None))
+    elapsed = asyncio.get_running_loop().time() - started
+    assert report.statuses == {202: 11}  # the first five answered 503 once, then retried like Dialpad
+    assert 0.45 <= elapsed < 2.0  # 10 s / 20
