@@ -6,6 +6,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.partitioner import murmur2
 
 from schemas import encode
 from schemas.topics import TopicSpec
@@ -38,6 +39,29 @@ def byte_table(app: faust.App, name: str, partitions: int, help: str, *, use_par
         name, default=None, partitions=partitions, use_partitioner=use_partitioner, help=help,
         key_type=bytes, value_type=bytes,
     )
+
+
+class AgentPrefixedTable(faust.Table):
+    """A table of keys ``<agent id>#<suffix>`` whose changelog partition is the agent id's partition.
+
+    Lets one agent own many small records (e.g. one per hour of history) that stay co-partitioned with the raw
+    topic: the partition is the default partitioner's (murmur2) choice for the key's agent id alone.
+    """
+
+    SEPARATOR = b"#"
+
+    def partition_for_key(self, key: Any) -> int | None:
+        agent_key = key.split(self.SEPARATOR, 1)[0]
+        return (murmur2(agent_key) & 0x7FFFFFFF) % self.partitions
+
+
+def agent_prefixed_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
+    """An ``AgentPrefixedTable`` of bytes keys and msgspec-encoded values."""
+    table = AgentPrefixedTable(
+        app, name=name, default=None, beacon=app.tables.beacon, partitions=partitions, help=help,
+        key_type=bytes, value_type=bytes,
+    )
+    return app.tables.add(table)
 
 
 class TableCodec:

@@ -4,8 +4,8 @@ One agent's timeline is a step function of event time (docs/semantics.md). The c
 
 * ``AgentTimeline`` (small, written once per batch): the latest chunk of steps (``tail``), the accumulators of
   the windows not yet closed, how far the timeline has been counted, and which windows are closed;
-* older steps in day chunks (``ChunkStore``), read only for out-of-order events and corrections, written when
-  a day is over or a late event lands in it, and dropped once beyond the late horizon.
+* older steps in chunks (``ChunkStore``; an hour each in the Faust stage), read only for out-of-order events and
+  corrections, written when a chunk is over or a late event lands in it, and dropped beyond the late horizon.
 
 In-order events update the open accumulators incrementally (a few integer additions). An out-of-order event
 changes the timeline on ``[date, next date)``: open windows get the exact difference, closed windows touched by

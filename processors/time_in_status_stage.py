@@ -1,6 +1,6 @@
 """Faust wiring of time in status: an agent-keyed stage and a call-center-keyed stage.
 
-raw events (key agent id) [+ ticks, live mode] --TimeInStatusStage.handle_raw_batch--> tables tis-agents, tis-history-<slot>,
+raw events (key agent id) [+ ticks, live mode] --TimeInStatusStage.handle_raw_batch--> tables tis-agents, tis-history,
     tis-clock; onduty.status-intervals.v1, onduty.agent-time-in-status.v1, onduty.late-events.v1;
     contributions topic (re-keyed by call center id) + watermark markers to each of its partitions
 contributions (key call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from onduty.env import format_duration
-from processors.faust_io import TableCodec, byte_table, output_topic, raw_topic
+from processors.faust_io import TableCodec, agent_prefixed_table, byte_table, output_topic, raw_topic
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from processors.time_in_status import (
@@ -83,8 +82,12 @@ class CallCenterClock(msgspec.Struct):
     pending: list[str] = []
 
 
+HISTORY_CHUNK_MS = 3_600_000
+"""One history record per agent and hour: each write stays small however busy the day."""
+
+
 class HistoryChunk(msgspec.Struct, array_like=True):
-    """One day of an agent's steps (``tis-history-<slot>`` tables, slot = chunk % slots)."""
+    """One chunk (hour) of an agent's steps (``tis-history`` table, key ``<agent id>#<chunk index>``)."""
 
     chunk: int
     steps: list[Step]
@@ -122,28 +125,29 @@ _marker_decoder = msgspec.json.Decoder(WatermarkMarker)
 
 
 class TableChunkStore(ChunkStore):
-    """An agent's history chunks, read from and written to the slot tables."""
+    """An agent's history chunks, read from and written to the ``tis-history`` table."""
 
-    def __init__(self, agent_id: str, tables: list[faust.Table]) -> None:
+    def __init__(self, agent_id: str, table: faust.Table) -> None:
         super().__init__({})
         self.agent_id = agent_id
-        self.tables = tables
+        self.table = table
+
+    def _key(self, index: int) -> str:
+        return f"{self.agent_id}#{index}"
 
     def get(self, index: int) -> list[Step]:
         if index not in self.chunks and index not in self.dropped:
-            record = _chunks.get(self.tables[index % len(self.tables)], self.agent_id)
-            self.chunks[index] = record.steps if record is not None and record.chunk == index else []
+            record = _chunks.get(self.table, self._key(index))
+            self.chunks[index] = record.steps if record is not None else []
         return self.chunks.get(index, [])
 
     def flush(self) -> None:
-        key = self.agent_id.encode()
         for index in self.dropped:
-            table = self.tables[index % len(self.tables)]
-            record = _chunks.get(table, self.agent_id)
-            if record is not None and record.chunk == index:
-                del table[key]
+            key = self._key(index).encode()
+            if key in self.table:
+                del self.table[key]
         for index in self.written:
-            _chunks.put(self.tables[index % len(self.tables)], self.agent_id, HistoryChunk(index, self.chunks[index]))
+            _chunks.put(self.table, self._key(index), HistoryChunk(index, self.chunks[index]))
 
 
 @dataclass
@@ -152,7 +156,7 @@ class TimeInStatusStage:
 
     core: TimeInStatusCore
     agent_table: faust.Table
-    history_tables: list[faust.Table]
+    history_table: faust.Table
     callcenter_table: faust.Table
     sizes_ms: tuple[int, ...]
     late_horizon_ms: int
@@ -170,15 +174,10 @@ class TimeInStatusStage:
 
     def agent(self, agent_id: str) -> tuple[AgentTimeline, ChunkStore] | None:
         state = _timelines.get(self.agent_table, agent_id)
-        return None if state is None else (state, TableChunkStore(agent_id, self.history_tables))
+        return None if state is None else (state, TableChunkStore(agent_id, self.history_table))
 
     def call_center(self, call_center_id: str) -> CallCenterTimeline | None:
         return _cc_timelines.get(self.callcenter_table, call_center_id)
-
-
-def history_slots(config: TimeInStatusConfig) -> int:
-    """How many chunk tables hold every chunk the horizon can still need, plus the tail's and a spare."""
-    return math.ceil((config.late_horizon_ms + max(config.sizes_ms)) / config.chunk_ms) + 3
 
 
 class _Sender:
@@ -199,7 +198,8 @@ class _Sender:
 
 def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     partitions = settings.partitions
-    config = TimeInStatusConfig(tuple(settings.window_sizes_ms), settings.grace_ms, settings.late_horizon_ms)
+    config = TimeInStatusConfig(tuple(settings.window_sizes_ms), settings.grace_ms, settings.late_horizon_ms,
+                                chunk_ms=HISTORY_CHUNK_MS)
     core = TimeInStatusCore(config)
     specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, partitions)}
     for name in (t.STATUS_INTERVALS, t.AGENT_TIME_IN_STATUS, t.CALLCENTER_TIME_IN_STATUS, t.LATE_EVENTS):
@@ -208,10 +208,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     ticks_name = f"{settings.app_id}-tis-ticks"
     ticks = raw_topic(app, ticks_name, partitions, internal=True)
     agent_table = byte_table(app, "tis-agents", partitions, "Time-in-status timeline of each agent")
-    history_tables = [
-        byte_table(app, f"tis-history-{slot}", partitions, f"Day chunks of agents' history, slot {slot}")
-        for slot in range(history_slots(config))
-    ]
+    history_table = agent_prefixed_table(app, "tis-history", partitions, "Hourly chunks of each agent's history")
     clock_table = byte_table(app, "tis-clock", partitions, "Event-time clock of each source partition")
     cc_table = byte_table(app, "tis-callcenters", partitions, "Time-in-status windows of each call center")
     cc_clock_table = byte_table(app, "tis-cc-clock", partitions, "Source watermarks per contributions partition")
@@ -236,7 +233,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         def timeline_of(agent_id: str) -> tuple[AgentTimeline, TableChunkStore]:
             if agent_id not in timelines:
                 timelines[agent_id] = _timelines.get(agent_table, agent_id) or AgentTimeline(agent_id)
-                stores[agent_id] = TableChunkStore(agent_id, history_tables)
+                stores[agent_id] = TableChunkStore(agent_id, history_table)
             return timelines[agent_id], stores[agent_id]
 
         for item in items:
@@ -338,7 +335,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for partition, clock in clocks.items():
             _cc_clocks.put(cc_clock_table, keys[partition], clock)
 
-    stage = TimeInStatusStage(core, agent_table, history_tables, cc_table, config.sizes_ms,
+    stage = TimeInStatusStage(core, agent_table, history_table, cc_table, config.sizes_ms,
                               config.late_horizon_ms, agent_batch)
 
     @app.agent(contributions, name="time-in-status-callcenters")
