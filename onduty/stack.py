@@ -193,6 +193,7 @@ class LocalStack:
             self.start_processor(worker)
         for service in self.services:
             self.wait_ready(service)
+        self.wait_group_stable()
 
     def _check_ports_free(self) -> None:
         ports = {"ingest": self.config.ingest_port}
@@ -267,6 +268,31 @@ class LocalStack:
             time.sleep(0.2)
         log.info("%s ready at %s", service.name, service.ready_url.rsplit("/", 1)[0])
 
+    @property
+    def app_id(self) -> str:
+        return self.config.environ.get("ONDUTY_PROCESSOR_APP_ID", "onduty-processors")
+
+    def wait_group_stable(self) -> None:
+        """Wait until every running worker is a member of the stable consumer group: then each partition has an
+        owner, and an event posted now shows in the query API at once rather than after a rebalance."""
+        import asyncio
+
+        workers = sum(1 for s in self.services if s.name.startswith("processor") and s.exit_code() is None)
+        deadline = time.monotonic() + self.config.start_timeout_s
+        while True:
+            state, members = asyncio.run(_group_state(self.bootstrap, self.app_id))
+            if state == "Stable" and members == workers:
+                log.info("%d processor worker(s) share the partitions (consumer group %s)", workers, self.app_id)
+                return
+            dead = self.dead_service()
+            if dead is not None:
+                raise StackError(f"{dead.name} {dead.exit_reason()} while joining the consumer group; last lines "
+                                 f"of {dead.log_file}:\n{dead.log_tail()}")
+            if time.monotonic() > deadline:
+                raise StackError(f"consumer group {self.app_id} not stable with {workers} members within "
+                                 f"{self.config.start_timeout_s:.0f}s (state {state}, {members} members)")
+            time.sleep(0.5)
+
     # -- run and stop --------------------------------------------------------------------------------------
 
     def dead_service(self) -> Service | None:
@@ -338,6 +364,22 @@ class LocalStack:
             f"  onduty tail onduty.callcenter-agents.v1 --from-beginning{tail_bootstrap}\n\n"
             "Ctrl-C stops everything.\n"
         )
+
+
+async def _group_state(bootstrap: str, group: str) -> tuple[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        (description,) = response.to_object()["groups"]
+        return description["state"], len(description["members"])
+    except Exception as exc:  # coordinator not there yet: not stable yet
+        log.debug("describing group %s: %s", group, exc)
+        return "Unknown", 0
+    finally:
+        await admin.close()
 
 
 def _port_open(port: int) -> bool:
