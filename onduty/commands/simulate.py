@@ -93,6 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="post signed webhooks to URL (default http://127.0.0.1:$ONDUTY_INGEST_PORT" + WEBHOOK_PATH + ")")
     target.add_argument("--replay", type=Path, metavar="FILE", help="post a file written by --out instead of generating")
 
+    target.add_argument("--verify", type=Path, metavar="FILE",
+                        help="compare the derived topics in Kafka (ONDUTY_KAFKA_BOOTSTRAP) with FILE.expected.json: "
+                             "rosters, agent states, complete windows; on a broker where only this stream was processed")
+    target.add_argument("--verify-wait", type=float, default=0.0, metavar="SECONDS",
+                        help="with --verify: retry until the topics match or this many seconds have passed")
+
     posting = parser.add_argument_group("posting")
     posting.add_argument("--secret", default=None, help="HS256 secret (default: first of ONDUTY_WEBHOOK_SECRETS)")
     posting.add_argument("--unsigned", action="store_true", help="post plain JSON (ingest needs ONDUTY_ALLOW_UNSIGNED)")
@@ -110,9 +116,11 @@ def run(args: argparse.Namespace) -> int:
     from onduty.simulator.files import expected_path, read_deliveries, write_deliveries, write_expected
     from schemas.topics import DEFAULT_PARTITIONS
 
+    if args.verify:
+        return _verify(args)
     if not (args.out or args.post is not None or args.replay):
-        print("onduty simulate: say where the traffic goes: --out FILE, --post [URL] or --replay FILE",
-              file=sys.stderr)
+        print("onduty simulate: say where the traffic goes: --out FILE, --post [URL] or --replay FILE "
+              "(or --verify FILE)", file=sys.stderr)
         return 2
     if args.rate and args.speed:
         print("onduty simulate: use either --rate or --speed, not both", file=sys.stderr)
@@ -169,3 +177,18 @@ def _post(deliveries: list, args: argparse.Namespace) -> int:
     print(report.summary())
     ok = sum(n for code, n in report.statuses.items() if 200 <= code < 300)
     return 0 if ok == report.total else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from onduty.env import kafka_bootstrap
+    from onduty.simulator.files import expected_path
+    from onduty.simulator.verify import verify
+
+    path = args.verify if args.verify.name.endswith(".expected.json") else expected_path(args.verify)
+    expected = json.loads(path.read_text())
+    result = asyncio.run(verify(kafka_bootstrap(), expected, wait_s=args.verify_wait))
+    print(result.summary())
+    print("the derived topics match the expected results" if result.ok else "the derived topics differ")
+    return 0 if result.ok else 1
