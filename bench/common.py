@@ -158,6 +158,7 @@ class Child:
     """A child process of ours, in its own process group, stopped by its id (SIGTERM, then SIGKILL)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.port: int | None = None
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -179,6 +180,14 @@ class Child:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
         self._log.close()
+
+    def crash(self) -> str | None:
+        """The first line where a Faust agent of this process reports it crashed (it stays alive but idle)."""
+        with contextlib.suppress(OSError):
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if "Crashed reason=" in line:
+                    return line.strip()
+        return None
 
     def tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -202,8 +211,26 @@ def start_processor(bootstrap: str, raw_topic: str, app_id: str, workdir: Path, 
     env = processor_env(bootstrap, raw_topic, app_id)
     if live:
         env["ONDUTY_IDLE_ADVANCE"] = "true"
-    return Child([*ONDUTY, "--log-level", "WARNING", "processor", "--web-port", str(port),
-                  "--data-dir", str(data_dir)], env, workdir / f"processor-{app_id}.log")
+    child = Child([*ONDUTY, "--log-level", "WARNING", "processor", "--web-port", str(port),
+                   "--data-dir", str(data_dir)], env, workdir / f"processor-{app_id}.log")
+    child.port = port
+    return child
+
+
+def wait_http_answers(url: str, deadline_s: float, child: Child | None = None) -> None:
+    """Poll ``url`` until it answers at all (any HTTP status)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            raise RuntimeError(f"process exited early:\n{child.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {deadline_s:.0f}s")
 
 
 def wait_http_ok(url: str, deadline_s: float, child: Child | None = None) -> None:

@@ -34,6 +34,7 @@ from bench.common import (
     percentile,
     start_processor,
     unique,
+    wait_http_answers,
     wait_http_ok,
 )
 from onduty.simulator.posting import body_for
@@ -188,6 +189,9 @@ async def e2e_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool,
     try:
         await asyncio.to_thread(wait_http_ok, f"http://127.0.0.1:{port}/readyz", 90, ingest)
         processor = start_processor(bootstrap, raw_topic, unique("e2e"), workdir, live=True)
+        # let the worker come up (query API answering, then its topics' metadata) before the first event
+        await asyncio.to_thread(wait_http_answers, f"http://127.0.0.1:{processor.port}/agents/none", 120, processor)
+        await asyncio.sleep(5)
         url = f"http://127.0.0.1:{port}/webhooks/dialpad/agent-status"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64),
                                          timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -240,6 +244,9 @@ async def _wait_for_pipeline(post, bootstrap: str, roster_key, processor: Child,
         while time.monotonic() < deadline:
             if not processor.alive():
                 raise RuntimeError("the processor exited")
+            crash = processor.crash()
+            if crash:
+                raise RuntimeError(f"a processor agent crashed: {crash}")
             date_ms = int(time.time() * 1000)
             await post(_payload(999_999, sequence, date_ms))
             sequence += 1

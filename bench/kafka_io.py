@@ -120,7 +120,8 @@ async def _topic_end(consumer: AIOKafkaConsumer, topic: str) -> int:
 
 
 async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_topics: list[str], started_at: float,
-                       deadline_s: float, alive=lambda: True, poll_s: float = 0.1, settle_s: float = 1.5) -> WorkerRun:
+                       deadline_s: float, alive=lambda: True, poll_s: float = 0.1, settle_s: float = 1.5,
+                       crashed=None) -> WorkerRun:
     """Poll the worker's committed offsets and the end of every derived topic.
 
     Done when all input is committed and no derived topic has grown for ``settle_s``; the processing time runs
@@ -144,6 +145,8 @@ async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_top
         while time.monotonic() < deadline:
             if not alive():
                 raise RuntimeError("the worker exited")
+            if crashed is not None and crashed():
+                raise RuntimeError(f"a worker agent crashed: {crashed()}")
             out = await outputs()
             now = time.monotonic()
             if out > out_last:

@@ -9,13 +9,19 @@ creating topics) is reported separately.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
 from pathlib import Path
 
+import msgspec
+
 from bench.common import BenchmarkSkipped, Result, onduty_has_command, start_processor, unique
 from bench.kafka_io import bare_consume, prefill, simulated_day, watch_worker
+from onduty.simulator.compare import compare
+from onduty.simulator.expected import DEFAULT_WINDOWS_MS, expected_results
+from onduty.simulator.verify import end_offsets, read_topics
 from onduty.simulator.agents import DAY_MS, HOUR_MS
 from onduty.simulator.traffic import SimulationConfig
 from schemas import topics as t
@@ -33,7 +39,8 @@ def _recent_start(duration_ms: int) -> int:
 
 
 async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: SimulationConfig, rounds: int,
-               deadline_s: float, target: str, limit: int | None = None) -> tuple[Result, Result | None]:
+               deadline_s: float, target: str, limit: int | None = None,
+               check: bool = False) -> tuple[Result, Result | None]:
     from bench.common import create_topic
 
     if not onduty_has_command("processor"):
@@ -58,10 +65,12 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
         print(f"  round {round_number + 1}: bare loop {ceiling:,.0f} events/s", file=sys.stderr, flush=True)
         wall.ceiling.append(time.monotonic() - began)
         app_id = unique("processors")
+        since = await end_offsets(bootstrap) if check else None
         worker = start_processor(bootstrap, topic, app_id, workdir)
         started = time.monotonic()
         try:
-            run = await watch_worker(bootstrap, topic, app_id, OUTPUTS, started, deadline_s, worker.alive)
+            run = await watch_worker(bootstrap, topic, app_id, OUTPUTS, started, deadline_s, worker.alive,
+                                     crashed=worker.crash)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n--- worker log ---\n{worker.tail()}") from None
         finally:
@@ -71,10 +80,25 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
         print(f"  round {round_number + 1}: worker {run.events_per_s:,.0f} events/s (start-up {run.startup_s:.1f} s, "
               f"wall {run.wall_s:.1f} s, {run.outputs:,} derived records)", file=sys.stderr, flush=True)
         wall.candidate.append(run.wall_s)
+        if check:
+            wall.notes.append(f"round {round_number + 1}: " + await _check(bootstrap, items, since))
         throughput.notes.append(f"round {round_number + 1}: worker start-up {run.startup_s:.1f} s, "
                                 f"processing {run.processing_s:.1f} s, wall {run.wall_s:.1f} s, "
                                 f"{run.outputs:,} derived records")
     return throughput, wall
+
+
+async def _check(bootstrap: str, items: list[tuple[int, bytes]], since) -> str:
+    """Compare the worker's output with the simulator's expected results (rosters, states, complete windows)."""
+    expected = await asyncio.to_thread(
+        expected_results, (msgspec.json.decode(body) for _, body in items), DEFAULT_WINDOWS_MS)
+    result = compare(expected, await read_topics(bootstrap, since, deadline_s=600))
+    for problem in result.problems[:5]:
+        log.warning("output differs: %s", problem)
+    figures = ", ".join(f"{kind} {n - result.mismatches.get(kind, 0):,}/{n:,}" for kind, n in sorted(result.checked.items()))
+    verdict = "output equals the expected results" if result.ok else "OUTPUT DIFFERS from the expected results"
+    print(f"  {verdict}: {figures}", file=sys.stderr, flush=True)
+    return f"{verdict} ({figures} match)"
 
 
 async def processors_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool) -> list[Result]:
@@ -94,10 +118,10 @@ async def replay_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bo
     config = SimulationConfig(agents=agents, call_centers=40, seed=12, start_ms=_recent_start(DAY_MS),
                               duration_ms=DAY_MS, duplicate_share=0.02, close_windows=True)
     throughput, wall = await _run("replay", f"one day of {agents:,} agents", bootstrap, workdir, config, rounds,
-                                  deadline_s=3600, target="minutes, not hours")
+                                  deadline_s=3600, target="minutes, not hours", check=True)
     wall.name = "replay"
     wall.metric = f"time to process one day of {agents:,} agents from an empty state"
-    wall.notes = throughput.notes
+    wall.notes = throughput.notes + wall.notes
     throughput.name = "replay (rate)"
     throughput.notes = []
     return [wall, throughput]
