@@ -56,6 +56,7 @@ def _publisher_ctx(publisher: Publisher | None) -> Callable[[web.Application], A
     async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[keys.SETTINGS]
         client = publisher or KafkaPublisher(settings.kafka_bootstrap,
+                                             publish_deadline_s=settings.publish_deadline_ms / 1000,
                                              request_timeout_ms=settings.kafka_request_timeout_ms)
         await client.start()
         app[keys.PUBLISHER] = client

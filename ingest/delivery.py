@@ -1,7 +1,8 @@
 """Publish-or-spool: every accepted event reaches Kafka, directly or through the durable spool.
 
 * While Kafka answers and the spool is empty, a record is sent and the request waits for the broker's
-  acknowledgement, up to the publish deadline.
+  acknowledgement, up to the publish deadline (kept by the publisher, which shares one timer among the
+  requests that arrive together).
 * When the deadline passes or the send fails, the record is appended to the spool (fsync'd) instead, and
   from then on every record goes to the spool until the drainer has emptied it: arrival order is kept.
 * The drainer sends spooled records in arrival order, commits the spool cursor only after Kafka
@@ -62,8 +63,7 @@ class Delivery:
         if self.kafka_up and self.spool.is_empty():
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(self.deadline_s):  # cheaper than wait_for: no extra task
-                    await self.publisher.send(record)
+                await self.publisher.send(record)  # raises when not acknowledged within the publish deadline
             except PUBLISH_ERRORS as exc:
                 self._kafka_down(exc)
             else:

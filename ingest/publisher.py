@@ -14,6 +14,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from ingest.batching import PartitionBatcher
 from ingest.records import OutboundRecord
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ class Publisher(Protocol):
 
     async def start(self) -> bool: ...
 
-    async def send(self, record: OutboundRecord) -> None: ...
+    async def send(self, record: OutboundRecord) -> None:
+        """Return once the broker acknowledged ``record``; raise one of ``PUBLISH_ERRORS`` when it did not
+        within the publish deadline (``TimeoutError``) or refused it."""
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None: ...
 
@@ -40,13 +43,19 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    """Sends records with idempotence and ``acks=all``; each ``send`` returns once the broker acknowledged."""
+    """Sends records with idempotence and ``acks=all``; each ``send`` returns once the broker acknowledged.
 
-    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 10_000, client_id: str = "onduty-ingest") -> None:
+    Concurrent ``send`` s share per-partition batches (``ingest.batching``): one batch, one acknowledgement.
+    """
+
+    def __init__(self, bootstrap: str, *, publish_deadline_s: float = 0.5, request_timeout_ms: int = 10_000,
+                 client_id: str = "onduty-ingest") -> None:
         self._bootstrap = bootstrap
+        self._publish_deadline_s = publish_deadline_s
         self._request_timeout_ms = request_timeout_ms
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._batcher: PartitionBatcher | None = None
 
     @property
     def started(self) -> bool:
@@ -67,15 +76,13 @@ class KafkaPublisher:
             await producer.stop()
             return False
         self._producer = producer
+        self._batcher = PartitionBatcher(producer, deadline_s=self._publish_deadline_s)
         log.info("Kafka producer connected to %s", self._bootstrap)
         return True
 
     async def send(self, record: OutboundRecord) -> None:
-        assert self._producer is not None, "send() before start()"
-        ack = await self._producer.send(
-            record.topic, record.value, key=record.key, timestamp_ms=record.timestamp_ms, headers=record.headers,
-        )
-        await ack
+        assert self._batcher is not None, "send() before start()"
+        await self._batcher.send(record)
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
         """Send in order and wait for every acknowledgement (the broker keeps per-partition order)."""
@@ -98,7 +105,7 @@ class KafkaPublisher:
 
     async def stop(self, timeout_s: float) -> None:
         """Flush what is in flight (bounded by ``timeout_s``) and close."""
-        producer, self._producer = self._producer, None
+        producer, self._producer, self._batcher = self._producer, None, None
         if producer is None:
             return
         try:

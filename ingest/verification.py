@@ -8,8 +8,9 @@ Why not ``jwt.decode`` per request: PyJWT 2.15 spends ~30 of its ~48 µs in a pe
 alphabet check (run in a Python generator), and with several secrets it would parse the token once per secret.
 Here the token is parsed once, its segments checked by one compiled regular expression (the same alphabet,
 in C) plus a canonical-encoding check, the header decoded with msgspec and ``alg`` compared with ``HS256``
-exactly; the signature is then checked with PyJWT's own ``HMACAlgorithm.verify`` (``hmac.compare_digest``)
-against keys prepared once by PyJWT's ``prepare_key`` (which refuses PEM/SSH keys: no key confusion).
+exactly; the signature is then checked as PyJWT's ``HMACAlgorithm.verify`` does (HMAC-SHA256, then
+``hmac.compare_digest``), with the one-shot ``hmac.digest`` instead of an ``hmac.new`` object, against keys
+prepared once by PyJWT's ``prepare_key`` (which refuses PEM/SSH keys: no key confusion).
 Claims are decoded only after a signature verified. ``tests/unit/test_ingest_verification.py`` checks that
 this accepts exactly the tokens ``jwt.decode(..., algorithms=["HS256"])`` accepts.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -104,9 +106,8 @@ class TokenVerifier:
         if not secrets and not allow_unsigned:
             raise ConfigurationError("no webhook secret configured: set ONDUTY_WEBHOOK_SECRETS "
                                      "(or ONDUTY_ALLOW_UNSIGNED=true for unsigned JSON)")
-        self._hmac = HMACAlgorithm(HMACAlgorithm.SHA256)
         try:
-            self._keys = [self._hmac.prepare_key(secret) for secret in secrets]
+            self._keys = [HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret) for secret in secrets]
         except InvalidKeyError:
             raise ConfigurationError("a value of ONDUTY_WEBHOOK_SECRETS looks like a PEM or SSH key; "
                                      "HS256 secrets must be shared secrets") from None
@@ -149,7 +150,7 @@ class TokenVerifier:
             raise VerificationError(MALFORMED, "critical or b64 header extensions are not supported")
         signature = _b64url(signature_segment, "signature")
         signing_input = token[: match.end(2)]
-        if not any(self._hmac.verify(signing_input, key, signature) for key in self._keys):
+        if not any(hmac.compare_digest(signature, hmac.digest(key, signing_input, "sha256")) for key in self._keys):
             raise VerificationError(SIGNATURE, "signature does not verify with any configured secret "
                                                "(wrong or unknown secret, or tampered token)")
         payload = _b64url(payload_segment, "payload")
