@@ -1,0 +1,223 @@
+"""Coalesced per-partition batches: order kept per partition, one outcome per batch, every request answered once.
+
+aiokafka's producer is replaced by a double with the same batch API (``create_batch`` / ``send_batch``)
+whose acknowledgements the test gives or withholds; the partitioner is checked against aiokafka's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
+
+from ingest.batching import PartitionBatcher
+from ingest.delivery import PUBLISHED, SPOOLED, Delivery
+from ingest.metrics import IngestMetrics
+from ingest.partitioner import KeyPartitioner
+from ingest.records import OutboundRecord
+from ingest.spool import Spool
+
+PARTITIONS = 4
+
+
+def record(i: int, agent: int | None = None) -> OutboundRecord:
+    key = str(1000 + (i % 10 if agent is None else agent)).encode()
+    return OutboundRecord("raw", key, b"v%d" % i, [("onduty-dedup-id", b"%032d" % i)], 1_700_000_000_000 + i, i)
+
+
+class FakeBatch:
+    def __init__(self, max_records: int) -> None:
+        self.max_records, self.records, self.closed = max_records, [], False
+
+    def append(self, *, key, value, timestamp, headers):
+        if self.closed or (self.records and len(self.records) >= self.max_records):  # the first always fits
+            return None
+        self.records.append((key, value, timestamp, headers))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeCluster:
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(PARTITIONS))
+
+
+class FakeProducer:
+    """Keeps submitted batches in order; the test acknowledges or fails each with ``ack``/``fail``."""
+
+    def __init__(self, max_records: int = 1000) -> None:
+        self.client = type("Client", (), {"cluster": FakeCluster()})()
+        self.max_records = max_records
+        self.submitted: list[tuple[int, FakeBatch, asyncio.Future]] = []
+        self.refuse: Exception | None = None
+        self.gate: asyncio.Event | None = None  # when set: send_batch waits (a previous batch not drained yet)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(PARTITIONS))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.max_records)
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future:
+        assert batch.closed, "a batch must be closed before it is submitted"
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.refuse is not None:
+            raise self.refuse
+        ack = asyncio.get_running_loop().create_future()
+        self.submitted.append((partition, batch, ack))
+        return ack
+
+    def values(self, partition: int) -> list[bytes]:
+        return [value for p, batch, _ in self.submitted if p == partition for _, value, _, _ in batch.records]
+
+    def ack_all(self) -> None:
+        for _, _, ack in self.submitted:
+            if not ack.done():
+                ack.set_result(None)
+
+
+def partition_of(r: OutboundRecord) -> int:
+    return DefaultPartitioner()(r.key, list(range(PARTITIONS)), list(range(PARTITIONS)))
+
+
+async def settle_soon(producer: FakeProducer) -> None:
+    """Acknowledge every batch once the requests of this loop iteration were submitted."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    producer.ack_all()
+
+
+# ----- partitioner -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", [1, 3, 8, 12])
+def test_partitioner_agrees_with_aiokafka_default_partitioner(count):
+    partitioner, partitions = KeyPartitioner(max_keys=50), list(range(count))
+    for agent in range(200):  # more keys than remembered: forgetting must not change answers
+        key = str(5_728_255_400_000_000 + agent * 7919).encode()
+        assert partitioner.partition(key, partitions) == DefaultPartitioner()(key, partitions, partitions)
+        assert partitioner.partition(key, partitions) == DefaultPartitioner()(key, partitions, partitions)
+
+
+def test_a_record_without_key_goes_to_some_partition():
+    assert KeyPartitioner().partition(None, [0, 1, 2]) in {0, 1, 2}
+
+
+# ----- batching ----------------------------------------------------------------------------------------------
+
+async def test_concurrent_sends_share_one_batch_per_partition_in_arrival_order():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    records = [record(i) for i in range(60)]
+    await asyncio.gather(*(batcher.send(r) for r in records), settle_soon(producer))
+
+    assert len(producer.submitted) <= PARTITIONS  # 60 requests, one batch per partition
+    for partition in range(PARTITIONS):
+        expected = [r.value for r in records if partition_of(r) == partition]
+        assert producer.values(partition) == expected  # the partition Kafka's default partitioner picks, in order
+    [(key, value, timestamp, headers)] = [rec for _, b, _ in producer.submitted for rec in b.records
+                                          if rec[1] == b"v7"]
+    assert (key, timestamp, headers) == (records[7].key, records[7].timestamp_ms, records[7].headers)
+
+
+async def test_records_arriving_while_a_batch_is_submitted_follow_it_in_order():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    producer.gate = asyncio.Event()  # the first batch waits for the accumulator
+    first = [asyncio.create_task(batcher.send(record(i, agent=1))) for i in range(5)]
+    await asyncio.sleep(0.01)
+    later = [asyncio.create_task(batcher.send(record(i, agent=1))) for i in range(5, 12)]
+    await asyncio.sleep(0.01)
+    producer.gate.set()
+    await settle_soon(producer)
+    await asyncio.gather(*first, *later)
+    partition = partition_of(record(0, agent=1))
+    assert producer.values(partition) == [b"v%d" % i for i in range(12)]
+    assert [len(b.records) for _, b, _ in producer.submitted] == [5, 7]
+
+
+async def test_a_full_batch_continues_in_the_next_one_in_order():
+    producer = FakeProducer(max_records=3)
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    records = [record(i, agent=2) for i in range(10)]
+    await asyncio.gather(*(batcher.send(r) for r in records), settle_soon(producer))
+    assert [len(b.records) for _, b, _ in producer.submitted] == [3, 3, 3, 1]
+    assert producer.values(partition_of(records[0])) == [r.value for r in records]
+
+
+async def test_a_failed_batch_fails_every_request_in_it_and_only_those():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    records = [record(i) for i in range(40)]
+    tasks = [asyncio.create_task(batcher.send(r)) for r in records]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    failed_partition, _, failed_ack = producer.submitted[0]
+    failed_ack.set_exception(KafkaConnectionError("broker gone"))
+    producer.ack_all()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for r, outcome in zip(records, outcomes):
+        if partition_of(r) == failed_partition:
+            assert isinstance(outcome, KafkaConnectionError)
+        else:
+            assert outcome is None
+    errors = [o for o in outcomes if o is not None]
+    assert len({id(e) for e in errors}) == len(errors)  # a copy each: no traceback piling up on one object
+
+
+async def test_a_batch_the_producer_refuses_fails_its_requests():
+    producer = FakeProducer()
+    producer.refuse = KafkaTimeoutError()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    outcomes = await asyncio.gather(*(batcher.send(record(i)) for i in range(8)), return_exceptions=True)
+    assert all(isinstance(o, KafkaTimeoutError) for o in outcomes)
+    producer.refuse = None
+    await asyncio.gather(batcher.send(record(8)), settle_soon(producer))  # the lanes still work afterwards
+
+
+async def test_no_acknowledgement_within_the_deadline_is_a_timeout_and_unbatched_records_are_not_sent():
+    producer = FakeProducer()
+    producer.gate = asyncio.Event()  # the accumulator never takes the first batch
+    batcher = PartitionBatcher(producer, deadline_s=0.05)
+    first = asyncio.create_task(batcher.send(record(0, agent=3)))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(batcher.send(record(1, agent=3)))  # waits in the lane behind the first
+    outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 2)
+    assert all(isinstance(o, TimeoutError) for o in outcomes)
+    producer.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert producer.values(partition_of(record(0, agent=3))) == [b"v0"]  # the second one went to the spool only
+
+
+# ----- through Delivery: each request kept exactly once --------------------------------------------------------
+
+async def test_every_request_is_kept_exactly_once_when_one_batch_fails(tmp_path: Path):
+    producer = FakeProducer()
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.open()
+    delivery = Delivery(PartitionBatcher(producer, deadline_s=5), spool, IngestMetrics(), deadline_s=5)
+    delivery.kafka_up = True
+    records = [record(i) for i in range(40)]
+    tasks = [asyncio.create_task(delivery.keep(r)) for r in records]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    failed_partition, _, failed_ack = producer.submitted[0]
+    failed_ack.set_exception(KafkaConnectionError("broker gone"))
+    producer.ack_all()
+    outcomes = await asyncio.gather(*tasks)
+
+    published = [r for r, o in zip(records, outcomes) if o == PUBLISHED]
+    spooled = [r for r, o in zip(records, outcomes) if o == SPOOLED]
+    assert spooled == [r for r in records if partition_of(r) == failed_partition]  # arrival order in the spool
+    assert len(published) + len(spooled) == len(records)
+    acked = {v for p, _, ack in producer.submitted if ack.exception() is None for v in producer.values(p)}
+    assert {r.value for r in published} == acked
+    on_disk, _ = spool.read_batch(100)
+    assert on_disk == spooled
+    await spool.close()
