@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from bench.common import BenchmarkSkipped, Result, cleanup, kafka, machine, table, workdir
+from bench.common import BenchmarkSkipped, Result, cleanup, kafka, machine, table, use_revision, workdir
 
 BENCHMARKS = ("ingest", "processors", "e2e", "replay")
 NEEDS_KAFKA = {"ingest", "processors", "e2e", "replay"}
@@ -52,7 +52,9 @@ def render(results: list[Result], args: argparse.Namespace, host: dict[str, str]
         "",
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC with "
         f"`python -m bench {' '.join(args.benchmarks)}" + (" --quick" if args.quick else "")
-        + (f" --rounds {args.rounds}" if args.rounds else "") + "`.",
+        + (f" --rounds {args.rounds}" if args.rounds else "") + (f" --rev {args.rev}" if args.rev else "") + "`"
+        + (f", services from commit `{args.commit}`." if getattr(args, "commit", None) else
+           ", services from the working tree."),
         "",
         "| machine | |",
         "|---|---|",
@@ -78,6 +80,9 @@ def render(results: list[Result], args: argparse.Namespace, host: dict[str, str]
 async def main_async(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
     work = workdir()
+    if args.rev:
+        args.commit = use_revision(args.rev, work / "source")
+        print(f"services run from commit {args.commit}", file=sys.stderr)
     try:
         needs_kafka = any(name in NEEDS_KAFKA for name in args.benchmarks)
         with (kafka(args.bootstrap, work) if needs_kafka else _nothing()) as bootstrap:
@@ -119,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for checking the harness")
     parser.add_argument("--bootstrap", default=None, help="use this Kafka broker instead of starting a quiet one")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--rev", default=None,
+                        help="run the services from this committed revision (git archive) instead of the working "
+                             "tree, e.g. HEAD")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of the services)")
     parser.add_argument("--verbose", action="store_true", help="log the benchmarks' details (e.g. output growth)")
     args = parser.parse_args(argv)

@@ -29,6 +29,28 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 ONDUTY = [sys.executable, "-m", "onduty.cli"]
+SOURCE = {"dir": ROOT}
+"""Where the services under test (``onduty ingest``, ``onduty processor``) run from: the working tree, or a
+committed revision exported with ``--rev`` (several people edit the working tree at once)."""
+
+
+def source_dir() -> Path:
+    return SOURCE["dir"]
+
+
+def use_revision(rev: str, into: Path) -> str:
+    """Run the services from ``git archive <rev>`` (read-only for the repository); return the commit."""
+    into.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    SOURCE["dir"] = into
+    return commit
+
+
+def source_env() -> dict[str, str]:
+    return {"PYTHONPATH": str(source_dir())}
 
 
 class BenchmarkSkipped(Exception):
@@ -150,7 +172,8 @@ def kafka(bootstrap: str | None, workdir: Path) -> Iterator[str]:
 
 def onduty_has_command(name: str) -> bool:
     """Whether ``onduty <name>`` exists in this working tree (components land while benchmarks are written)."""
-    result = subprocess.run([*ONDUTY, name, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*ONDUTY, name, "--help"], cwd=source_dir(), env={**os.environ, **source_env()},
+                            capture_output=True, text=True, timeout=60)
     return result.returncode == 0
 
 
@@ -162,7 +185,8 @@ class Child:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            args, cwd=source_dir(), env={**os.environ, **source_env(), **env}, stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

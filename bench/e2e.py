@@ -26,7 +26,8 @@ from bench.common import (
     BenchmarkSkipped,
     Child,
     ONDUTY,
-    ROOT,
+    source_dir,
+    source_env,
     Result,
     create_topic,
     free_port,
@@ -174,8 +175,9 @@ async def e2e_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool,
 
     # the candidate: the real services, started as a user would, on topics created first (`onduty topics`)
     raw_topic = unique("raw")
-    created = await asyncio.to_thread(subprocess.run, [*ONDUTY, "topics", "--bootstrap", bootstrap], cwd=ROOT,
-                                      env={**os.environ, "ONDUTY_RAW_TOPIC": raw_topic}, capture_output=True,
+    created = await asyncio.to_thread(subprocess.run, [*ONDUTY, "topics", "--bootstrap", bootstrap],
+                                      cwd=source_dir(), capture_output=True,
+                                      env={**os.environ, **source_env(), "ONDUTY_RAW_TOPIC": raw_topic},
                                       text=True, timeout=120)
     if created.returncode != 0:
         raise RuntimeError(f"onduty topics failed:\n{created.stdout}{created.stderr}")
