@@ -23,7 +23,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=settings.replication_factor or 1,
         processing_guarantee="at_least_once",
         producer_acks=-1,
         # A few ms of linger turn thousands of tiny produce requests per second into a few large ones.

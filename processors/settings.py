@@ -27,8 +27,8 @@ class ProcessorSettings:
     app_id: str = "onduty-processors"
     """Consumer group and prefix of Faust's internal topics; workers with the same id share the work."""
     partitions: int = DEFAULT_PARTITIONS
-    replication_factor: int = 1
-    """Replication factor of the topics the workers create (3 on a three-broker cluster)."""
+    replication_factor: int | None = None
+    """Replication factor of the internal topics the workers create; None: min(3, number of brokers)."""
     standby_replicas: int = 1
     """Faust standby replicas of each table on other workers, for fast fail-over."""
     web_host: str = "127.0.0.1"
@@ -57,7 +57,7 @@ class ProcessorSettings:
             raw_topic=env_str("RAW_TOPIC", RAW_AGENT_STATUS, environ),
             app_id=env_str("PROCESSOR_APP_ID", "onduty-processors", environ),
             partitions=env_int("PARTITIONS", DEFAULT_PARTITIONS, environ),
-            replication_factor=env_int("REPLICATION_FACTOR", 1, environ),
+            replication_factor=env_int("REPLICATION_FACTOR", 0, environ) or None,
             standby_replicas=env_int("STANDBY_REPLICAS", 1, environ),
             web_host=env_str("PROCESSOR_WEB_HOST", "127.0.0.1", environ),
             web_port=env_int("PROCESSOR_WEB_PORT", 6066, environ),

@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"web_port": args.web_port, "web_host": args.web_host, "data_dir": args.data_dir}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_pipeline_topics(settings)
+    brokers = ensure_pipeline_topics(settings)
+    if settings.replication_factor is None:
+        settings = dataclasses.replace(settings, replication_factor=min(3, brokers))
     app = create_app(settings)
     level = logging.getLevelName(logging.getLogger().level).lower()
     worker = faust.Worker(app, loglevel=level if level != "notset" else "info", quiet=True)
@@ -39,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_pipeline_topics(settings) -> None:
+def ensure_pipeline_topics(settings) -> int:
     """Create missing pipeline topics before the worker subscribes (Faust ignores a missing source topic).
+
+    Returns the number of brokers in the cluster.
 
     Only the raw topic's partition count must match the worker's: Faust's tables and re-key topics are
     co-partitioned with it. Other differences are reported and left to ``onduty topics``.
@@ -51,7 +55,19 @@ def ensure_pipeline_topics(settings) -> None:
     from onduty.topics_admin import ensure_topics
     from schemas.topics import pipeline_topics
 
-    reports = asyncio.run(ensure_topics(settings.kafka_bootstrap, pipeline_topics(settings.raw_topic, settings.partitions)))
+    async def ensure() -> tuple[list, int]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        specs = pipeline_topics(settings.raw_topic, settings.partitions)
+        reports = await ensure_topics(settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            return reports, len((await admin.describe_cluster())["brokers"])
+        finally:
+            await admin.close()
+
+    reports, brokers = asyncio.run(ensure())
     for report in reports:
         if report.problem and report.name == settings.raw_topic:
             raise SystemExit(
@@ -60,3 +76,4 @@ def ensure_pipeline_topics(settings) -> None:
             )
         if report.problem:
             logging.getLogger(__name__).warning("topic %s", report.line())
+    return brokers
