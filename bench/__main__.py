@@ -8,14 +8,26 @@ own on a free loopback port unless ``--bootstrap`` names one; everything listens
 from __future__ import annotations
 
 import argparse
+import atexit
 import asyncio
 import datetime as dt
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
 
-from bench.common import BenchmarkSkipped, Result, cleanup, kafka, machine, table, use_revision, workdir
+from bench.common import (
+    BenchmarkSkipped,
+    Result,
+    cleanup,
+    kafka,
+    machine,
+    stop_children,
+    table,
+    use_revision,
+    workdir,
+)
 
 BENCHMARKS = ("ingest", "processors", "e2e", "replay")
 NEEDS_KAFKA = {"ingest", "processors", "e2e", "replay"}
@@ -138,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.getLogger("bench").setLevel(logging.INFO)
     host = machine()
+    # a SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so services and the broker are stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    atexit.register(stop_children)
     results = asyncio.run(main_async(args))
     document = render(results, args, host)
     print(document)

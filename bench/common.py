@@ -177,6 +177,15 @@ def onduty_has_command(name: str) -> bool:
     return result.returncode == 0
 
 
+_CHILDREN: list["Child"] = []
+
+
+def stop_children() -> None:
+    """Stop every child still running (at exit, whatever happened)."""
+    for child in list(_CHILDREN):
+        child.stop(timeout_s=10)
+
+
 class Child:
     """A child process of ours, in its own process group, stopped by its id (SIGTERM, then SIGKILL)."""
 
@@ -189,6 +198,7 @@ class Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _CHILDREN.append(self)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -204,6 +214,8 @@ class Child:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
         self._log.close()
+        if self in _CHILDREN:
+            _CHILDREN.remove(self)
 
     def crash(self) -> str | None:
         """The first line where a Faust agent of this process reports it crashed (it stays alive but idle)."""
