@@ -361,9 +361,19 @@ class LocalStack:
             "Then:\n"
             f"  curl {first_worker}/callcenters/5883344555555555\n"
             f"  curl {first_worker}/agents/5728255400000000\n"
-            f"  onduty tail onduty.callcenter-agents.v1 --from-beginning{tail_bootstrap}\n\n"
+            f"  {_onduty_command()} tail onduty.callcenter-agents.v1 --from-beginning{tail_bootstrap}\n\n"
             "Ctrl-C stops everything.\n"
         )
+
+
+def _onduty_command() -> str:
+    """How the user can type ``onduty``: plain when it is on PATH, else the virtual environment's script."""
+    import shutil
+
+    script = Path(sys.executable).parent / "onduty"
+    if shutil.which("onduty") == str(script) or not script.exists():
+        return "onduty"
+    return os.path.relpath(script) if not os.path.relpath(script).startswith("..") else str(script)
 
 
 async def _group_state(bootstrap: str, group: str) -> tuple[str, int]:
