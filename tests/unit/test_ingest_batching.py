@@ -86,6 +86,14 @@ def partition_of(r: OutboundRecord) -> int:
     return DefaultPartitioner()(r.key, list(range(PARTITIONS)), list(range(PARTITIONS)))
 
 
+async def settle_all(producer: FakeProducer, tasks: list[asyncio.Task]) -> None:
+    """Acknowledge every batch submitted until ``tasks`` are done."""
+    while not all(task.done() for task in tasks):
+        await asyncio.sleep(0)
+        producer.ack_all()
+    await asyncio.gather(*tasks)
+
+
 async def settle_soon(producer: FakeProducer) -> None:
     """Acknowledge every batch once the requests of this loop iteration were submitted."""
     for _ in range(5):
@@ -125,27 +133,37 @@ async def test_concurrent_sends_share_one_batch_per_partition_in_arrival_order()
     assert (key, timestamp, headers) == (records[7].key, records[7].timestamp_ms, records[7].headers)
 
 
-async def test_records_arriving_while_a_batch_is_submitted_follow_it_in_order():
+async def test_records_arriving_while_a_batch_is_in_flight_form_the_next_batch_in_order():
     producer = FakeProducer()
     batcher = PartitionBatcher(producer, deadline_s=5)
-    producer.gate = asyncio.Event()  # the first batch waits for the accumulator
     first = [asyncio.create_task(batcher.send(record(i, agent=1))) for i in range(5)]
     await asyncio.sleep(0.01)
     later = [asyncio.create_task(batcher.send(record(i, agent=1))) for i in range(5, 12)]
     await asyncio.sleep(0.01)
-    producer.gate.set()
-    await settle_soon(producer)
-    await asyncio.gather(*first, *later)
+    assert len(producer.submitted) == 1  # the next batch waits for the acknowledgement of the previous one
+    await settle_all(producer, first + later)
     partition = partition_of(record(0, agent=1))
     assert producer.values(partition) == [b"v%d" % i for i in range(12)]
     assert [len(b.records) for _, b, _ in producer.submitted] == [5, 7]
+
+
+async def test_a_batch_waiting_for_the_accumulator_is_followed_in_order():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    producer.gate = asyncio.Event()  # send_batch blocks: the previous batch is not drained yet
+    first = [asyncio.create_task(batcher.send(record(i, agent=1))) for i in range(3)]
+    await asyncio.sleep(0.01)
+    later = [asyncio.create_task(batcher.send(record(i, agent=1))) for i in range(3, 6)]
+    producer.gate.set()
+    await settle_all(producer, first + later)
+    assert producer.values(partition_of(record(0, agent=1))) == [b"v%d" % i for i in range(6)]
 
 
 async def test_a_full_batch_continues_in_the_next_one_in_order():
     producer = FakeProducer(max_records=3)
     batcher = PartitionBatcher(producer, deadline_s=5)
     records = [record(i, agent=2) for i in range(10)]
-    await asyncio.gather(*(batcher.send(r) for r in records), settle_soon(producer))
+    await settle_all(producer, [asyncio.create_task(batcher.send(r)) for r in records])
     assert [len(b.records) for _, b, _ in producer.submitted] == [3, 3, 3, 1]
     assert producer.values(partition_of(records[0])) == [r.value for r in records]
 
