@@ -106,7 +106,7 @@ def _due_times(deliveries: list[Delivery], settings: PostSettings) -> list[float
     return None
 
 
-async def _post_once(
+async def _deliver(
     session: aiohttp.ClientSession, url: str, body: bytes, content_type: str, report: PostReport, retry: bool
 ) -> int | None:
     server_retries = 0
@@ -172,7 +172,7 @@ async def post_deliveries(
             delivery = items[index]
             body, content_type = body_for(delivery.payload, settings.secret)
             begin = time.monotonic()
-            status = await _post_once(session, settings.url, body, content_type, report, settings.retry)
+            status = await _deliver(session, settings.url, body, content_type, report, settings.retry)
             end = time.monotonic()
             report.latencies_ms.append((end - begin) * 1000)
             if on_response is not None:
