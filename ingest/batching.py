@@ -8,8 +8,8 @@ and one acknowledgement instead.
   batches and submits those in the same order, so a partition's records reach the broker in arrival order
   (the idempotent producer keeps it across retries).
 * A lane submits its next batch once the previous one was acknowledged: the idempotent producer has one
-  request in flight per partition anyway, so waiting costs no latency, and the next batch holds every record
-  that arrived meanwhile instead of being closed early (fewer, larger batches and produce requests).
+  request in flight per partition anyway, so waiting adds little latency, and the next batch holds every
+  record that arrived meanwhile instead of being closed early (larger batches, fewer to build and settle).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
   the caller's cue to spool the record). No request is answered twice or left waiting.
 * The publish deadline is kept here too, with one timer per group of requests that arrived in the same
