@@ -64,6 +64,26 @@ def agent_prefixed_table(app: faust.App, name: str, partitions: int, help: str) 
     return app.tables.add(table)
 
 
+class ChangelogMetadata:
+    """Makes sure the producer knows every changelog topic's partitions before a table key is set.
+
+    Tables with ``use_partitioner=True`` ask the producer's partitioner for a key's partition synchronously,
+    which fails (``TypeError``) while the producer has no metadata for that changelog topic yet, e.g. in a fresh
+    worker's first batch. ``ensure()`` is awaited before each batch; after the first, it costs a set lookup.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.known: set[str] = set()
+
+    async def ensure(self) -> None:
+        for table in self.app.tables.values():
+            name = table.changelog_topic.get_topic_name()
+            if name not in self.known:
+                await self.app.producer._ensure_producer().partitions_for(name)
+                self.known.add(name)
+
+
 class TableCodec:
     """Decode/encode one Struct type as a table value, with decoders built once."""
 

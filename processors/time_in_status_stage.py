@@ -28,7 +28,14 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from onduty.env import format_duration
-from processors.faust_io import TableCodec, agent_prefixed_table, byte_table, output_topic, raw_topic
+from processors.faust_io import (
+    ChangelogMetadata,
+    TableCodec,
+    agent_prefixed_table,
+    byte_table,
+    output_topic,
+    raw_topic,
+)
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from processors.time_in_status import (
@@ -196,7 +203,7 @@ class _Sender:
         self.pending = []
 
 
-def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
+def register(app: faust.App, settings: ProcessorSettings, metadata: ChangelogMetadata) -> TimeInStatusStage:
     partitions = settings.partitions
     config = TimeInStatusConfig(tuple(settings.window_sizes_ms), settings.grace_ms, settings.late_horizon_ms,
                                 chunk_ms=HISTORY_CHUNK_MS)
@@ -341,12 +348,14 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     @app.agent(contributions, name="time-in-status-callcenters")
     async def apply_contributions(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await metadata.ensure()
             await callcenter_batch(events)
 
     if settings.idle_advance:  # replays never look at the wall clock
         @app.agent(ticks, name="time-in-status-ticks")
         async def apply_ticks(stream: faust.StreamT) -> None:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await metadata.ensure()
                 await stage.handle_ticks([Tick(event.message.partition) for event in events])
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
