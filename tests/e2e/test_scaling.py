@@ -3,8 +3,9 @@ topics a single worker produces from the same input.
 
 Everything runs as the local stack runs it (`onduty topics`, `onduty ingest`, `onduty processor` processes from
 ``onduty.stack``); a realistic signed stream from the simulator goes through the ingest's HTTP endpoint. Then the
-derived topics are emptied and one worker (a new consumer group, so fresh tables) processes the same raw topic
-from the beginning; both results are compared topic by topic.
+derived topics are emptied and one worker (a new consumer group, so fresh tables) gets the same raw records, copied
+to a raw topic of its own once it runs; both results are compared topic by topic, and the rosters with the
+simulator's independent expectation.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from onduty.simulator.expected import expected_results
@@ -39,6 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SECRET = "e2e-webhook-secret-of-at-least-32-bytes"
 DERIVED = [spec for spec in pipeline_topics() if spec.name not in (RAW_AGENT_STATUS, REJECTED_AGENT_STATUS)]
+SINGLE_RAW = "e2e.single.agent-status.v1"
 SIMULATION = SimulationConfig(agents=40, call_centers=3, seed=6, duration_ms=4 * 3_600_000,
                               duplicate_share=0.03, out_of_order_share=0.02, close_windows=True)
 
@@ -62,9 +64,10 @@ def _free(port: int) -> bool:
             return False
 
 
-def stack_for(var_dir: Path, bootstrap: str, app_id: str) -> LocalStack:
+def stack_for(var_dir: Path, bootstrap: str, app_id: str, raw_topic: str = RAW_AGENT_STATUS) -> LocalStack:
     environ = {
         **os.environ,
+        "ONDUTY_RAW_TOPIC": raw_topic,
         "ONDUTY_WEBHOOK_SECRETS": SECRET,
         "ONDUTY_PROCESSOR_APP_ID": app_id,
         # wall-clock idle advance would make the result depend on timing: both runs replay by event time only
@@ -106,7 +109,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str) -> int:
+async def group_lag(bootstrap: str, group: str, raw_topic: str = RAW_AGENT_STATUS) -> int:
     """Records of the raw topic, of the group's re-key topics and of every topic the group committed on that it
     has not processed yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -118,20 +121,21 @@ async def group_lag(bootstrap: str, group: str) -> int:
                    if t.startswith(f"{group}-") and not t.endswith("-changelog") and "__assignor" not in t}
     finally:
         await admin.close()
-    inputs = {RAW_AGENT_STATUS} | rekeyed
+    inputs = {raw_topic} | rekeyed
     ends = await end_offsets(bootstrap, sorted({tp.topic for tp in committed} | inputs))
     return sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items()
                if tp.topic in inputs or tp in committed)
 
 
 async def wait_until_settled(bootstrap: str, group: str, stack: LocalStack, deadline_s: float = 240.0) -> None:
+    raw_topic = stack.config.environ["ONDUTY_RAW_TOPIC"]
     """No lag on the group's inputs and no new record on any derived topic for a few seconds."""
     deadline = time.monotonic() + deadline_s
     quiet_since, last = None, None
     while True:
         dead = stack.dead_service()
         assert dead is None, f"{dead.name} {dead.exit_reason()}:\n{dead.log_tail()}"
-        lag = await group_lag(bootstrap, group)
+        lag = await group_lag(bootstrap, group, raw_topic)
         ends = await end_offsets(bootstrap, [spec.name for spec in DERIVED])
         if lag == 0 and ends == last:
             quiet_since = quiet_since or time.monotonic()
@@ -151,7 +155,12 @@ def crashes(var_dir: Path) -> str:
         lines = log_file.read_text(errors="replace").splitlines()
         for i, line in enumerate(lines):
             if "Crashed reason=" in line:
-                where = [l.strip() for l in lines[i + 1:i + 40] if l.strip().startswith('File "') and "/processors/" in l]
+                trace = []
+                for follow in lines[i + 1:i + 60]:
+                    if follow.startswith("["):  # the next log line: this traceback ended
+                        break
+                    trace.append(follow)
+                where = [l.strip() for l in trace if l.strip().startswith('File "') and "/processors/" in l]
                 found.append(f"{log_file.name}: {line.split('] ', 3)[-1].strip()} at {where[-1] if where else '?'}")
     unique = sorted(set(found))
     return "; agent crashes: " + " | ".join(unique[:5]) if unique else ""
@@ -197,6 +206,31 @@ async def snapshot(bootstrap: str) -> dict[str, object]:
     return result
 
 
+async def copy_topic(bootstrap: str, source: str, target: str) -> int:
+    """Copy every record (key, value, headers, timestamp) into the same partition of ``target``, in order."""
+    ends = await end_offsets(bootstrap, [source])
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    copied = 0
+    try:
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        while any([await consumer.position(tp) < ends[tp] for tp in ends]):
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        await producer.send(target, r.value, key=r.key, partition=r.partition,
+                                            timestamp_ms=r.timestamp, headers=list(r.headers))
+                        copied += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return copied
+
+
 async def recreate_derived_topics(bootstrap: str, stack: LocalStack) -> None:
     names = [spec.name for spec in DERIVED]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -237,11 +271,16 @@ async def test_two_workers_with_one_replaced_mid_stream_equal_one_worker(own_kaf
         await asyncio.to_thread(scaled.stop)
 
     # --- the same raw topic through one worker, from empty derived topics and fresh tables ------------------
-    single = stack_for(tmp_path / "single", own_kafka, app_id="e2e-single")
+    # The single worker gets the very records the ingest published, copied to a raw topic of its own after it
+    # started (as the two workers got them while running), partition by partition, in order.
+    single = stack_for(tmp_path / "single", own_kafka, app_id="e2e-single", raw_topic=SINGLE_RAW)
     try:
         await recreate_derived_topics(own_kafka, single)
         worker = single.start_processor(0)
         await asyncio.to_thread(single.wait_ready, worker)
+        await asyncio.to_thread(single.wait_group_stable)
+        copied = await copy_topic(own_kafka, RAW_AGENT_STATUS, SINGLE_RAW)
+        assert copied == len(payloads)
         await wait_until_settled(own_kafka, "e2e-single", single)
         single_result = await snapshot(own_kafka)
     finally:
