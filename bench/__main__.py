@@ -60,9 +60,10 @@ async def _run_one(name: str, bootstrap: str | None, work: Path, args: argparse.
 
 def render(results: list[Result], args: argparse.Namespace, host: dict[str, str]) -> str:
     lines = [
-        "# Benchmark results",
+        f"## {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC" + (f", services at `{args.commit}`"
+                                                                      if getattr(args, "commit", None) else ""),
         "",
-        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC with "
+        "Measured with "
         f"`python -m bench {' '.join(args.benchmarks)}" + (" --quick" if args.quick else "")
         + (f" --rounds {args.rounds}" if args.rounds else "") + (f" --rev {args.rev}" if args.rev else "") + "`"
         + (f", services from commit `{args.commit}`." if getattr(args, "commit", None) else
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rev", default=None,
                         help="run the services from this committed revision (git archive) instead of the working "
                              "tree, e.g. HEAD")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the earlier runs in the output file (newest first) instead of replacing them")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of the services)")
     parser.add_argument("--verbose", action="store_true", help="log the benchmarks' details (e.g. output growth)")
     args = parser.parse_args(argv)
@@ -154,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     atexit.register(stop_children)
     results = asyncio.run(main_async(args))
-    document = render(results, args, host)
-    print(document)
-    args.output.write_text(document)
+    section = render(results, args, host)
+    print(section)
+    previous = args.output.read_text() if args.append and args.output.exists() else ""
+    header = "# Benchmark results\n\nWritten by `python -m bench` (`make bench`); the newest run first.\n\n"
+    if previous.startswith(header):
+        previous = previous[len(header):]
+    args.output.write_text(header + section + ("\n" + previous if previous else ""))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -121,7 +121,7 @@ async def _topic_end(consumer: AIOKafkaConsumer, topic: str) -> int:
 
 async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_topics: list[str], started_at: float,
                        deadline_s: float, alive=lambda: True, poll_s: float = 0.1, settle_s: float = 1.5,
-                       crashed=None) -> WorkerRun:
+                       crashed=None, stall_s: float = 120.0) -> WorkerRun:
     """Poll the worker's committed offsets and the end of every derived topic.
 
     Done when all input is committed and no derived topic has grown for ``settle_s``; the processing time runs
@@ -159,6 +159,10 @@ async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_top
             except KafkaError:  # the group (or the offsets topic of a fresh broker) does not exist yet
                 offsets = {}
             committed = sum(o.offset for tp, o in offsets.items() if tp.topic == raw_topic and o.offset > 0)
+            quiet_since = last_output if last_output is not None else started_at
+            if committed < total and now - quiet_since > stall_s:
+                raise RuntimeError(f"the worker stalled: no derived record for {now - quiet_since:.0f} s, "
+                                   f"{committed:,} of {total:,} input events committed")
             if committed >= total and last_output is not None and now - last_output >= settle_s:
                 return WorkerRun(total, first_output - started_at, max(last_output - first_output, poll_s),
                                  last_output - started_at, out_last - out_base, trace)
