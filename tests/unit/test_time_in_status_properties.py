@@ -131,3 +131,29 @@ def test_with_a_short_horizon_the_totals_are_those_of_the_accepted_events(items)
     assert all(r.reason == "beyond_late_horizon" for r in partition.late)
     if accepted:
         assert final(partition, UNTIL) == ground_truth(accepted, SIZES, UNTIL)
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=events, seed=st.integers(0, 2**32), data=st.data())
+def test_status_intervals_folded_by_start_tile_the_timeline(items, seed, data) -> None:
+    # docs/semantics.md: keep the last interval record per (agent, start_ms), in publication order
+    rng = random.Random(seed)
+    delivered = items + rng.sample(items, k=len(items) // 3)
+    rng.shuffle(delivered)
+    cut = data.draw(st.integers(0, len(delivered)))
+    partition = fed(delivered, restart_at=cut, replay_from=data.draw(st.integers(0, cut)))
+    folded = {(r.agent_id, r.start_ms): r for r in partition.intervals}
+    steps = defaultdict(dict)
+    for item in items:
+        steps[item.agent_id][dedup_identity(item)] = item
+    expected = {}
+    for agent_id, unique in steps.items():
+        timeline = [e for _, e in sorted(unique.items(), key=lambda kv: (kv[1].date, kv[1].event_timestamp or 0, kv[0]))]
+        for step, following in zip(timeline, timeline[1:]):
+            if following.date > step.date:
+                expected[(agent_id, step.date)] = (
+                    step.on_duty_status, following.date, following.date - step.date,
+                    sorted(set(map(str, step.call_center_ids))), step.on_duty_status_reason or "",
+                    step.availability_status or "unknown")
+    assert {key: (r.on_duty_status, r.end_ms, r.duration_ms, r.call_center_ids, r.on_duty_status_reason,
+                  r.availability_status) for key, r in folded.items()} == expected
