@@ -292,6 +292,8 @@ def register(app: faust.App, settings: ProcessorSettings, metadata: ChangelogMet
                 await sender.send(contributions_name, MARKER_KEY, marker, target)
         await sender.delivered()
         for agent_id, state in timelines.items():
+            if not state.seq:  # only rejected events (late-events topic): the agent stays unknown
+                continue
             _timelines.put(agent_table, agent_id, state)
             stores[agent_id].flush()
         for partition, clock in clocks.items():

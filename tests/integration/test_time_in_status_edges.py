@@ -247,6 +247,9 @@ async def test_late_and_implausible_dates_go_to_late_events_and_move_no_watermar
     code, body = worker.get(f"/agents/{agent}/time-in-status?size=15m&from={T0}&to={T0 + 30 * M}")
     assert code == 200
     assert [(w["window_start_ms"], w["final"]) for w in json.loads(body)["windows"]] == [(T0, True), (T0 + 15 * M, False)]
+    for nobody in (f"{run}-future", f"{run}-seconds", f"{run}-ancient"):  # an agent known only by its bad event
+        code, body = worker.get(f"/agents/{nobody}/time-in-status?size=15m")
+        assert code == 404 and "unknown agent" in json.loads(body)["error"], body
 
     # a real event moves it: the open window closes once, with the right totals, and nothing counted the others
     after = event(agent, T0 + 31 * M, "available", [cc])
