@@ -7,6 +7,8 @@ Rules (docs/semantics.md):
 * events are ordered by ``(date, event_timestamp, dedup identity)``; the latest one is the current state;
 * a duplicate (same dedup identity) changes nothing and emits nothing;
 * an event older than the current state is late: counted, never rolls the state back;
+* an implausible date (``event_time.implausible_date``) is counted and otherwise ignored: one typo must not
+  become the agent's current state for good (every real event after it would look older);
 * a source offset the agent has already applied is a replay after a worker restart: the state stays, and the
   full current state is emitted again (idempotent upserts), so nothing a crash swallowed stays missing.
 """
@@ -17,6 +19,7 @@ import enum
 
 import msgspec
 
+from processors.event_time import implausible_date
 from schemas import AgentStatusEvent
 from schemas.roster import AgentStateRecord, AgentStatusSnapshot, CallCenterAgentRecord, RosterChange
 
@@ -35,6 +38,7 @@ class AgentState(msgspec.Struct, omit_defaults=True):
     agent_name: str | None = None
     version: int = 0
     late_events: int = 0
+    implausible_events: int = 0
     recent_ids: list[str] = []
     last_offset: int = -1
     """Highest source-topic offset applied for this agent (replay detection)."""
@@ -46,6 +50,7 @@ class Outcome(enum.Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     LATE = "late"
+    IMPLAUSIBLE = "implausible"
     REPLAY = "replay"
 
 
@@ -68,9 +73,9 @@ def snapshot_order_key(snapshot: AgentStatusSnapshot) -> tuple[int, int, str]:
 
 
 def apply_event(
-    state: AgentState | None, event: AgentStatusEvent, dedup_id: str, offset: int | None = None
+    state: AgentState | None, event: AgentStatusEvent, dedup_id: str, offset: int | None, now_ms: int
 ) -> AgentStep:
-    """Apply one decoded event to an agent's state."""
+    """Apply one decoded event (at source ``offset``, wall clock ``now_ms``) to an agent's state."""
     state = state or AgentState(agent_id=event.agent_id)
     if offset is not None and offset <= state.last_offset:
         return AgentStep(state, Outcome.REPLAY, agent_record(state), current_changes(state))
@@ -79,6 +84,11 @@ def apply_event(
         return AgentStep(state, Outcome.DUPLICATE)
     recent_ids = [*state.recent_ids[-(RECENT_IDS_KEPT - 1):], short_id]
     last_offset = state.last_offset if offset is None else offset
+    if implausible_date(event.date, now_ms) is not None:
+        counted = msgspec.structs.replace(
+            state, implausible_events=state.implausible_events + 1, recent_ids=recent_ids, last_offset=last_offset
+        )
+        return AgentStep(counted, Outcome.IMPLAUSIBLE)
     current = state.current
     if current is not None and order_key(event.date, event.event_timestamp, dedup_id) < snapshot_order_key(current):
         late = msgspec.structs.replace(

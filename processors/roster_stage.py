@@ -15,6 +15,7 @@ call-center stage handles few records and can take them one at a time.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,13 +78,16 @@ class RosterStage:
         states: dict[str, AgentState | None] = {}
         records: dict[str, AgentStateRecord] = {}
         changes: dict[str, dict[str, RosterChange]] = {}
+        now_ms = int(time.time() * 1000)
         for raw in batch:
             agent_id = raw.event.agent_id
             if agent_id not in states:
                 states[agent_id] = self.agent_state(agent_id)
-            step = apply_event(states[agent_id], raw.event, raw.dedup_id, raw.offset)
+            step = apply_event(states[agent_id], raw.event, raw.dedup_id, raw.offset, now_ms)
             if step.outcome is Outcome.DUPLICATE:
                 continue
+            if step.outcome is Outcome.IMPLAUSIBLE:
+                log.warning("implausible date %d for agent %s: not applied to the roster", raw.event.date, agent_id)
             if step.outcome is Outcome.LATE:
                 log.info("late event for agent %s at %d (current state is newer)", agent_id, raw.event.date)
             states[agent_id] = step.state

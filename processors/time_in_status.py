@@ -29,11 +29,7 @@ from processors.windows import closed_boundary, cut_interval, window_start
 from schemas import AgentStatusEvent, dedup_identity
 from schemas.time_in_status import AgentTimeInStatus, LateEvent, StatusInterval, WindowTotals
 
-DAY_MS = 86_400_000
-MIN_PLAUSIBLE_DATE_MS = 1_000_000_000_000
-"""2001-09-09: an earlier ``date`` is most likely in seconds, not milliseconds."""
-MAX_FUTURE_MS = DAY_MS
-"""A ``date`` further than this ahead of the wall clock is implausible."""
+from processors.event_time import DAY_MS, MAX_FUTURE_MS, MIN_PLAUSIBLE_DATE_MS, implausible_date  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -231,17 +227,16 @@ class TimeInStatusCore:
 
     def rejection(self, date_ms: int, watermark_ms: int | None, now_ms: int) -> str | None:
         """Why an event cannot be counted (None: it can)."""
-        if date_ms < MIN_PLAUSIBLE_DATE_MS:
-            return "date_before_2001"
-        if date_ms > now_ms + MAX_FUTURE_MS:
-            return "date_in_future"
+        reason = implausible_date(date_ms, now_ms)
+        if reason is not None:
+            return reason
         if watermark_ms is not None and date_ms < watermark_ms - self.config.late_horizon_ms:
             return "beyond_late_horizon"
         return None
 
     def plausible(self, date_ms: int, now_ms: int) -> bool:
         """May this date advance a watermark."""
-        return MIN_PLAUSIBLE_DATE_MS <= date_ms <= now_ms + MAX_FUTURE_MS
+        return implausible_date(date_ms, now_ms) is None
 
     def watermark(self, max_date_ms: int | None) -> int | None:
         return None if max_date_ms is None else max_date_ms - self.config.grace_ms

@@ -11,12 +11,14 @@ from processors.callcenter_roster import ChangeOutcome, Membership, apply_change
 from schemas import dedup_identity
 from tests.roster_helpers import T0, event
 
+NOW = T0 + 3_600_000  # the wall clock the rules see
+
 
 def run_agent(events, offsets=True):
     """Apply events in order; return the final state and every step."""
     state, steps = None, []
     for offset, ev in enumerate(events):
-        step = apply_event(state, ev, dedup_identity(ev), offset if offsets else None)
+        step = apply_event(state, ev, dedup_identity(ev), offset if offsets else None, NOW)
         state = step.state
         steps.append(step)
     return state, steps
@@ -106,7 +108,7 @@ def test_equal_dates_are_ordered_by_event_timestamp_whatever_the_arrival():
 def test_replayed_offset_reemits_full_current_state_without_changing_it():
     events = [event(1, ["A", "B"]), event(1, ["B"], "busy", at_s=5)]
     state, _ = run_agent(events)
-    step = apply_event(state, events[0], dedup_identity(events[0]), offset=0)
+    step = apply_event(state, events[0], dedup_identity(events[0]), 0, NOW)
     assert step.outcome is Outcome.REPLAY
     assert step.state == state
     assert step.agent_record.current.on_duty_status == "busy"
@@ -171,3 +173,22 @@ def test_summary_counts_follow_entries_by_difference():
     assert summary.on_duty_agents == 1
     assert summary.agents_by_status == {"busy": 1}
     assert summary.agents_by_availability == {"available": 1}
+
+
+@pytest.mark.parametrize(
+    "date_ms, why",
+    [
+        (16203288633333, "the spec's one-digit-too-many timestamp: far in the future"),
+        (1_700_000_123, "seconds instead of milliseconds"),
+    ],
+)
+def test_implausible_date_never_becomes_current_state(date_ms, why):
+    good = event(1, ["A"], "available")
+    state, _ = run_agent([good])
+    bad = event(1, ["B"], "busy", date=date_ms)
+    step = apply_event(state, bad, dedup_identity(bad), 1, NOW)
+    assert step.outcome is Outcome.IMPLAUSIBLE, why
+    assert step.changes == [] and step.agent_record is None
+    assert step.state.current == state.current and step.state.implausible_events == 1
+    later = event(1, ["A"], "wrapup", at_s=60)
+    assert apply_event(step.state, later, dedup_identity(later), 2, NOW).state.current.on_duty_status == "wrapup"
