@@ -69,6 +69,16 @@ class Tick(msgspec.Struct, frozen=True):
     """Wall-clock tick for one source partition (live mode): lets an idle partition's watermark advance."""
 
     partition: int
+    sent_ms: int
+    """Wall-clock time the tick was sent; a tick older than the idle time (replayed after a crash) is ignored."""
+
+    @classmethod
+    def from_message(cls, message: faust.types.Message) -> "Tick":
+        try:
+            sent_ms = int(message.value)
+        except (TypeError, ValueError):
+            sent_ms = 0  # not a tick this version sent: too old to use
+        return cls(message.partition, sent_ms)
 
 
 class PartitionClock(msgspec.Struct):
@@ -247,7 +257,8 @@ def register(app: faust.App, settings: ProcessorSettings, metadata: ChangelogMet
             clock = clock_of(item.partition)
             if isinstance(item, Tick):
                 idle_since = wall - settings.idle_after_ms
-                if settings.idle_advance and clock.last_event_wall_ms <= idle_since:
+                fresh = item.sent_ms > idle_since  # a replayed backlog of ticks must not outrun the raw events
+                if settings.idle_advance and fresh and clock.last_event_wall_ms <= idle_since:
                     clock.max_date_ms = max(clock.max_date_ms or idle_since, idle_since)
                 continue
             decoded = item.event
@@ -358,7 +369,7 @@ def register(app: faust.App, settings: ProcessorSettings, metadata: ChangelogMet
         async def apply_ticks(stream: faust.StreamT) -> None:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 await metadata.ensure()
-                await stage.handle_ticks([Tick(event.message.partition) for event in events])
+                await stage.handle_ticks([Tick.from_message(event.message) for event in events])
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
         async def send_ticks() -> None:
