@@ -14,6 +14,8 @@ import enum
 
 import msgspec
 
+from processors.counts import bump
+
 from schemas.roster import CallCenterAgentRecord, CallCenterSummaryRecord, RosterChange
 
 UNKNOWN_AVAILABILITY = "unknown"
@@ -69,12 +71,12 @@ def update_summary(
     by_availability = dict(summary.agents_by_availability)
     on_duty = summary.on_duty_agents
     if before is not None:
-        _bump(by_status, before.on_duty_status, -1)
-        _bump(by_availability, before.availability_status or UNKNOWN_AVAILABILITY, -1)
+        bump(by_status, before.on_duty_status, -1)
+        bump(by_availability, before.availability_status or UNKNOWN_AVAILABILITY, -1)
         on_duty -= 1
     if after is not None:
-        _bump(by_status, after.on_duty_status, 1)
-        _bump(by_availability, after.availability_status or UNKNOWN_AVAILABILITY, 1)
+        bump(by_status, after.on_duty_status, 1)
+        bump(by_availability, after.availability_status or UNKNOWN_AVAILABILITY, 1)
         on_duty += 1
     return CallCenterSummaryRecord(
         call_center_id=summary.call_center_id,
@@ -83,11 +85,3 @@ def update_summary(
         agents_by_availability=dict(sorted(by_availability.items())),
         as_of_ms=max(summary.as_of_ms, date_ms),
     )
-
-
-def _bump(counts: dict[str, int], key: str, amount: int) -> None:
-    value = counts.get(key, 0) + amount
-    if value:
-        counts[key] = value
-    else:
-        counts.pop(key, None)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from onduty.env import format_duration
+from processors.counts import bump
+from processors.event_time import DAY_MS, MAX_FUTURE_MS, MIN_PLAUSIBLE_DATE_MS, implausible_date  # noqa: F401
 from processors.windows import closed_boundary, cut_interval, window_start
 from schemas import AgentStatusEvent, dedup_identity
 from schemas.time_in_status import AgentTimeInStatus, LateEvent, StatusInterval, WindowTotals
-
-from processors.event_time import DAY_MS, MAX_FUTURE_MS, MIN_PLAUSIBLE_DATE_MS, implausible_date  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -166,20 +166,12 @@ class Emitted:
 # ---------------------------------------------------------------------------------------------- totals
 
 
-def _bump(counts: dict[str, int], key: str, amount: int) -> None:
-    value = counts.get(key, 0) + amount
-    if value:
-        counts[key] = value
-    else:
-        counts.pop(key, None)
-
-
 def add_time(totals: WindowTotals, step: Step, ms: int) -> None:
     """Add (or, negative, remove) ``ms`` of ``step``'s state to the totals."""
-    _bump(totals.ms_by_status, step.status, ms)
+    bump(totals.ms_by_status, step.status, ms)
     if step.status == "unavailable":
-        _bump(totals.ms_by_unavailable_reason, step.reason, ms)
-    _bump(totals.ms_by_availability, step.availability, ms)
+        bump(totals.ms_by_unavailable_reason, step.reason, ms)
+    bump(totals.ms_by_availability, step.availability, ms)
 
 
 def add_totals(into: WindowTotals, other: WindowTotals, sign: int = 1) -> None:
@@ -190,7 +182,7 @@ def add_totals(into: WindowTotals, other: WindowTotals, sign: int = 1) -> None:
         (into.entries_by_status, other.entries_by_status),
     ):
         for key, value in theirs.items():
-            _bump(mine, key, sign * value)
+            bump(mine, key, sign * value)
 
 
 def entries(step: Step, previous: Step | None) -> tuple[bool, list[str]]:
@@ -395,9 +387,9 @@ class TimeInStatusCore:
                 continue
             window = self._window(state, size, start)
             if agent_entry:
-                _bump(window.agent.entries_by_status, step.status, sign)
+                bump(window.agent.entries_by_status, step.status, sign)
             for cc in cc_entries:
-                _bump(window.call_centers.setdefault(cc, empty_totals()).entries_by_status, step.status, sign)
+                bump(window.call_centers.setdefault(cc, empty_totals()).entries_by_status, step.status, sign)
 
     # -- closing windows
 
@@ -494,11 +486,11 @@ class TimeInStatusCore:
                 self._count(agent, per_cc, current, cursor, step.date_ms)
             agent_entry, cc_entries = entries(step, current)
             if agent_entry:
-                _bump(agent.entries_by_status, step.status, 1)
+                bump(agent.entries_by_status, step.status, 1)
             for cc in step.call_centers:
                 per_cc.setdefault(cc, empty_totals())
             for cc in cc_entries:
-                _bump(per_cc[cc].entries_by_status, step.status, 1)
+                bump(per_cc[cc].entries_by_status, step.status, 1)
             current, cursor = step, step.date_ms
         if current is not None:
             self._count(agent, per_cc, current, cursor, end)

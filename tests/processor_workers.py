@@ -82,3 +82,21 @@ class WorkerProcess:
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_bytes().decode("utf-8", "replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+class WorkerPool:
+    """Workers of one consumer group on one raw topic, started on demand and stopped at the end of a test."""
+
+    def __init__(self, bootstrap: str, raw_topic: str, app_id: str, base_dir: Path, **env: str) -> None:
+        self.bootstrap, self.raw_topic, self.app_id, self.base_dir, self.env = bootstrap, raw_topic, app_id, base_dir, env
+        self.started: list[WorkerProcess] = []
+
+    def __call__(self, n: int) -> WorkerProcess:
+        """Start worker number ``n`` (its own web port and data directory) and wait until it is ready."""
+        worker = WorkerProcess(self.bootstrap, self.raw_topic, self.app_id, self.base_dir / f"worker{n}", **self.env)
+        self.started.append(worker.start())
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()

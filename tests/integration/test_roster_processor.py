@@ -17,7 +17,7 @@ from schemas import AgentStatusEvent, decode_agent_status_event, dedup_identity,
 from schemas import topics as t
 from schemas.roster import AgentStateRecord, CallCenterAgentRecord, CallCenterSummaryRecord
 from tests.kafka_helpers import create_topics, read_records, wait_until
-from tests.processor_workers import WorkerProcess
+from tests.processor_workers import WorkerPool
 from tests.samples import payload
 
 pytestmark = pytest.mark.integration
@@ -132,19 +132,9 @@ def run_id() -> str:
 
 @pytest.fixture
 def workers(kafka_bootstrap, unique_name, tmp_path):
-    raw = unique_name("raw")
-    app_id = unique_name("app")
-    started: list[WorkerProcess] = []
-
-    def start(n: int) -> WorkerProcess:
-        worker = WorkerProcess(kafka_bootstrap, raw, app_id, tmp_path / f"worker{n}", ONDUTY_PARTITIONS="4")
-        started.append(worker.start())
-        return worker
-
-    start.raw_topic = raw  # type: ignore[attr-defined]
-    yield start
-    for worker in started:
-        worker.stop()
+    pool = WorkerPool(kafka_bootstrap, unique_name("raw"), unique_name("app"), tmp_path, ONDUTY_PARTITIONS="4")
+    yield pool
+    pool.stop_all()
 
 
 async def test_one_worker_builds_exact_rosters_and_answers_queries(kafka_bootstrap, workers, run_id):

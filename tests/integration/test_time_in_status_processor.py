@@ -18,7 +18,7 @@ from schemas import topics as t
 from schemas.time_in_status import AgentTimeInStatus, CallCenterTimeInStatus
 from tests.integration.test_roster_processor import produce
 from tests.kafka_helpers import read_records, wait_until
-from tests.processor_workers import WorkerProcess
+from tests.processor_workers import WorkerPool
 from tests.samples import payload
 from tests.unit.test_time_in_status import as_dict, ground_truth
 
@@ -98,20 +98,9 @@ def run_id() -> str:
 
 @pytest.fixture
 def workers(kafka_bootstrap, unique_name, tmp_path):
-    raw = unique_name("raw")
-    app_id = unique_name("app")
-    started: list[WorkerProcess] = []
-
-    def start(n: int) -> WorkerProcess:
-        worker = WorkerProcess(kafka_bootstrap, raw, app_id, tmp_path / f"worker{n}",
-                               ONDUTY_PARTITIONS="4", ONDUTY_WINDOWS="1h,1d")
-        started.append(worker.start())
-        return worker
-
-    start.raw_topic = raw  # type: ignore[attr-defined]
-    yield start
-    for worker in started:
-        worker.stop()
+    pool = WorkerPool(kafka_bootstrap, unique_name("raw"), unique_name("app"), tmp_path, ONDUTY_PARTITIONS="4", ONDUTY_WINDOWS="1h,1d")
+    yield pool
+    pool.stop_all()
 
 
 async def test_one_worker_gives_exact_window_totals_and_answers_queries(kafka_bootstrap, workers, run_id):
