@@ -72,6 +72,8 @@ class Result:
     higher_is_better: bool = True
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
+    failure: str | None = None
+    """The candidate failed (the ceiling's figures stay); the first line of what went wrong."""
 
     @property
     def ratio(self) -> float | None:
@@ -136,9 +138,10 @@ def table(results: Iterable[Result]) -> str:
         if r.skipped:
             lines.append(f"| {r.name} | {r.metric} | not run: {r.skipped} | | | {r.target} |")
             continue
-        ratio = f"{r.ratio:.3g}×" if r.ratio is not None else "—"
+        ratio = f"{r.ratio:.3g}×" if r.ratio is not None and not r.failure else "—"
+        candidate = f"failed: {r.failure}" if r.failure else summarize(r.candidate)
         lines.append(
-            f"| {r.name} | {r.metric} ({r.unit}) | {r.candidate_label}: {summarize(r.candidate)} | "
+            f"| {r.name} | {r.metric} ({r.unit}) | {r.candidate_label}: {candidate} | "
             f"{r.ceiling_label}: {summarize(r.ceiling)} | {ratio} | {r.target} |"
         )
     return "\n".join(lines)
@@ -222,7 +225,8 @@ class Child:
         with contextlib.suppress(OSError):
             for line in self.log_path.read_text(errors="replace").splitlines():
                 if "Crashed reason=" in line:
-                    return line.strip()
+                    agent = line.split("Agent*:", 1)[1].split("]:", 1)[0].strip() if "Agent*:" in line else "?"
+                    return f"agent {agent} crashed: {line.split('Crashed reason=', 1)[1].strip()}"
         return None
 
     def tail(self, lines: int = 30) -> str:
@@ -322,3 +326,8 @@ def cleanup(path: Path) -> None:
 
 def run_async(coro):
     return asyncio.run(coro)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__).replace("|", "/")[:300]

@@ -11,6 +11,7 @@ not counted.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from bench.common import (
     source_env,
     Result,
     create_topic,
+    first_line,
     free_port,
     onduty_has_command,
     percentile,
@@ -40,6 +42,8 @@ from bench.common import (
 )
 from onduty.simulator.posting import body_for
 from schemas.topics import CALLCENTER_AGENTS, DEFAULT_PARTITIONS
+
+log = logging.getLogger(__name__)
 
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 STATUSES = ("available", "occupied", "wrapup")
@@ -224,10 +228,12 @@ async def e2e_benchmark(bootstrap: str, workdir: Path, rounds: int, quick: bool,
                 print(f"  round {r + 1}: {len(seen)} seen, {missing} missing; seen p50 "
                       f"{percentile(seen, 0.5):.1f} ms, max {seen[-1] if seen else float('nan'):.1f} ms",
                       file=sys.stderr, flush=True)
-                p99.notes.append(f"round {r + 1}: {len(lat):,} events measured, {missing} not seen within 10 s")
+                p99.notes.append(f"round {r + 1}: {len(lat):,} events measured, {missing:,} without a roster record "
+                                 "within 10 s of the end")
     except RuntimeError as exc:
-        raise RuntimeError(f"{exc}\n--- ingest log ---\n{ingest.tail()}\n--- processor log ---\n"
-                           f"{processor.tail() if processor else ''}") from None
+        log.error("pipeline failed: %s\n--- ingest log ---\n%s\n--- processor log ---\n%s", exc, ingest.tail(),
+                  processor.tail() if processor else "")
+        p50.failure = p99.failure = first_line(exc)
     finally:
         if processor is not None:
             processor.stop()
@@ -248,7 +254,7 @@ async def _wait_for_pipeline(post, bootstrap: str, roster_key, processor: Child,
                 raise RuntimeError("the processor exited")
             crash = processor.crash()
             if crash:
-                raise RuntimeError(f"a processor agent crashed: {crash}")
+                raise RuntimeError(f"worker {crash}")
             date_ms = int(time.time() * 1000)
             await post(_payload(999_999, sequence, date_ms))
             sequence += 1

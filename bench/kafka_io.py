@@ -146,7 +146,7 @@ async def watch_worker(bootstrap: str, raw_topic: str, group_id: str, output_top
             if not alive():
                 raise RuntimeError("the worker exited")
             if crashed is not None and crashed():
-                raise RuntimeError(f"a worker agent crashed: {crashed()}")
+                raise RuntimeError(f"worker {crashed()}")
             out = await outputs()
             now = time.monotonic()
             if out > out_last:

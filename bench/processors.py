@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench.common import BenchmarkSkipped, Result, onduty_has_command, start_processor, unique
+from bench.common import BenchmarkSkipped, Result, first_line, onduty_has_command, start_processor, unique
 from bench.kafka_io import bare_consume, prefill, simulated_day, watch_worker
 from onduty.simulator.compare import compare
 from onduty.simulator.expected import DEFAULT_WINDOWS_MS, expected_results
@@ -72,7 +72,9 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
             run = await watch_worker(bootstrap, topic, app_id, OUTPUTS, started, deadline_s, worker.alive,
                                      crashed=worker.crash)
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- worker log ---\n{worker.tail()}") from None
+            log.error("worker failed: %s\n--- worker log ---\n%s", exc, worker.tail())
+            throughput.failure = wall.failure = first_line(exc)
+            break
         finally:
             worker.stop()
         throughput.candidate.append(run.events_per_s)
