@@ -6,7 +6,6 @@ import faust
 
 from processors import raw_events, roster_stage, roster_views, time_in_status_stage, time_in_status_views
 from processors.dead_letters import DeadLetterSender
-from processors.faust_io import ChangelogMetadata
 from processors.settings import ProcessorSettings
 from schemas import topics as t
 
@@ -44,8 +43,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])
     roster = roster_stage.register(app, settings, dead_letters)
     roster_views.register(app, roster)
-    metadata = ChangelogMetadata(app)
-    time_in_status = time_in_status_stage.register(app, settings, metadata)
+    time_in_status = time_in_status_stage.register(app, settings)
     time_in_status_views.register(app, time_in_status)
-    raw_events.register(app, settings, dead_letters, handlers=[roster, time_in_status], metadata=metadata)
+    raw_events.register(app, settings, dead_letters, handlers=[roster, time_in_status])
     return app

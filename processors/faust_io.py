@@ -26,62 +26,57 @@ def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
 
 
-def byte_table(app: faust.App, name: str, partitions: int, help: str, *, use_partitioner: bool = True) -> faust.Table:
-    """A changelog-backed table of msgspec-encoded values, keyed by the UTF-8 bytes of a string id.
+class KeyPartitionedTable(faust.Table):
+    """A table whose changelog partition is the default partitioner's (murmur2) choice for the whole key.
 
-    Keys are bytes so that the changelog key is exactly the source topic's key (Faust would JSON-quote a str key),
-    and by default ``use_partitioner=True``: a key's changelog partition is the one the producer's partitioner
-    picks for it, i.e. the partition of the source topic keyed the same way, even when a batch mixes partitions.
-    With ``use_partitioner=False`` it is the partition of the event being handled (Faust's default): only for
-    tables written one event at a time.
+    The same partition the producer picks for a source record with that key, computed from the table's own
+    partition count: no producer metadata needed (Faust's ``use_partitioner`` asks the producer, which fails
+    while it has not fetched the changelog topic's metadata yet), and a batch may mix partitions.
     """
-    return app.Table(
-        name, default=None, partitions=partitions, use_partitioner=use_partitioner, help=help,
-        key_type=bytes, value_type=bytes,
-    )
+
+    def partition_key(self, key: bytes) -> bytes:
+        return key
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return (murmur2(self.partition_key(key)) & 0x7FFFFFFF) % self.partitions
 
 
-class AgentPrefixedTable(faust.Table):
+class AgentPrefixedTable(KeyPartitionedTable):
     """A table of keys ``<agent id>#<suffix>`` whose changelog partition is the agent id's partition.
 
     Lets one agent own many small records (e.g. one per hour of history) that stay co-partitioned with the raw
-    topic: the partition is the default partitioner's (murmur2) choice for the key's agent id alone.
+    topic.
     """
 
     SEPARATOR = b"#"
 
-    def partition_for_key(self, key: Any) -> int | None:
-        agent_key = key.split(self.SEPARATOR, 1)[0]
-        return (murmur2(agent_key) & 0x7FFFFFFF) % self.partitions
+    def partition_key(self, key: bytes) -> bytes:
+        return key.split(self.SEPARATOR, 1)[0]
+
+
+def byte_table(app: faust.App, name: str, partitions: int, help: str, *, use_partitioner: bool = True) -> faust.Table:
+    """A changelog-backed table of msgspec-encoded values, keyed by the UTF-8 bytes of a string id.
+
+    Keys are bytes so that the changelog key is exactly the source topic's key (Faust would JSON-quote a str key).
+    By default the changelog partition is the key's own partition (``KeyPartitionedTable``): the partition of the
+    source topic keyed the same way, even when a batch mixes partitions. With ``use_partitioner=False`` it is the
+    partition of the event being handled (Faust's default): only for tables written one event at a time.
+    """
+    table_class = KeyPartitionedTable if use_partitioner else faust.Table
+    return _add_table(app, table_class, name, partitions, help)
 
 
 def agent_prefixed_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
     """An ``AgentPrefixedTable`` of bytes keys and msgspec-encoded values."""
-    table = AgentPrefixedTable(
+    return _add_table(app, AgentPrefixedTable, name, partitions, help)
+
+
+def _add_table(app: faust.App, table_class: type, name: str, partitions: int, help: str) -> faust.Table:
+    table = table_class(
         app, name=name, default=None, beacon=app.tables.beacon, partitions=partitions, help=help,
         key_type=bytes, value_type=bytes,
     )
     return app.tables.add(table)
-
-
-class ChangelogMetadata:
-    """Makes sure the producer knows every changelog topic's partitions before a table key is set.
-
-    Tables with ``use_partitioner=True`` ask the producer's partitioner for a key's partition synchronously,
-    which fails (``TypeError``) while the producer has no metadata for that changelog topic yet, e.g. in a fresh
-    worker's first batch. ``ensure()`` is awaited before each batch; after the first, it costs a set lookup.
-    """
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-        self.known: set[str] = set()
-
-    async def ensure(self) -> None:
-        for table in self.app.tables.values():
-            name = table.changelog_topic.get_topic_name()
-            if name not in self.known:
-                await self.app.producer._ensure_producer().partitions_for(name)
-                self.known.add(name)
 
 
 class TableCodec:

@@ -13,7 +13,7 @@ import faust
 import msgspec
 
 from processors.dead_letters import DeadLetterSender
-from processors.faust_io import ChangelogMetadata, raw_topic
+from processors.faust_io import raw_topic
 from processors.settings import ProcessorSettings
 from schemas import AgentStatusEvent, SchemaError, decode_agent_status_event, dedup_identity
 
@@ -33,7 +33,7 @@ class RawBatchHandler(Protocol):
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender,
-             handlers: Sequence[RawBatchHandler], metadata: ChangelogMetadata) -> faust.TopicT:
+             handlers: Sequence[RawBatchHandler]) -> faust.TopicT:
     source = raw_topic(app, settings.raw_topic, settings.partitions)
 
     @app.agent(source, name="agent-events")
@@ -48,7 +48,6 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
                     await dead_letters.send(message, exc)
                     continue
                 batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
-            await metadata.ensure()
             for handler in handlers:
                 await handler.handle_raw_batch(batch)
 

@@ -29,7 +29,6 @@ from aiokafka.partitioner import murmur2
 
 from onduty.env import format_duration
 from processors.faust_io import (
-    ChangelogMetadata,
     TableCodec,
     agent_prefixed_table,
     byte_table,
@@ -213,7 +212,7 @@ class _Sender:
         self.pending = []
 
 
-def register(app: faust.App, settings: ProcessorSettings, metadata: ChangelogMetadata) -> TimeInStatusStage:
+def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     partitions = settings.partitions
     config = TimeInStatusConfig(tuple(settings.window_sizes_ms), settings.grace_ms, settings.late_horizon_ms,
                                 chunk_ms=HISTORY_CHUNK_MS)
@@ -361,14 +360,12 @@ def register(app: faust.App, settings: ProcessorSettings, metadata: ChangelogMet
     @app.agent(contributions, name="time-in-status-callcenters")
     async def apply_contributions(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await metadata.ensure()
             await callcenter_batch(events)
 
     if settings.idle_advance:  # replays never look at the wall clock
         @app.agent(ticks, name="time-in-status-ticks")
         async def apply_ticks(stream: faust.StreamT) -> None:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-                await metadata.ensure()
                 await stage.handle_ticks([Tick.from_message(event.message) for event in events])
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))

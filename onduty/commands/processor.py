@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.replication_factor is None:
         settings = dataclasses.replace(settings, replication_factor=min(3, brokers))
     app = create_app(settings)
+    ensure_internal_topics(app, settings)
     level = logging.getLevelName(logging.getLogger().level).lower()
     worker = faust.Worker(app, loglevel=level if level != "notset" else "info", quiet=True)
     worker.execute_from_commandline()
@@ -77,3 +78,19 @@ def ensure_pipeline_topics(settings) -> int:
         if report.problem:
             logging.getLogger(__name__).warning("topic %s", report.line())
     return brokers
+
+
+def ensure_internal_topics(app, settings) -> None:
+    """Create the workers' own re-key topics before subscribing.
+
+    A consumer that subscribes to a topic that does not exist yet ignores it until its next metadata refresh
+    (minutes): the call-center stages would sit idle after a fresh start.
+    """
+    import asyncio
+
+    from onduty.topics_admin import ensure_topics
+    from schemas.topics import TopicSpec
+
+    names = sorted({name for agent in app.agents.values() if agent.channel.internal for name in agent.channel.topics})
+    specs = [TopicSpec(name, "delete", settings.partitions, description="internal re-key topic") for name in names]
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor))
