@@ -132,12 +132,16 @@ def run(args: argparse.Namespace) -> int:
         return _post(deliveries, args)
 
     grace_ms = args.grace if args.grace is not None else env_duration_ms("GRACE", "5m")
-    config = SimulationConfig(
-        agents=args.agents, call_centers=args.call_centers, seed=args.seed,
-        start_ms=recent_start_ms(args.duration) if args.start is None else args.start, duration_ms=args.duration,
-        duplicate_share=args.duplicates, out_of_order_share=args.out_of_order,
-        close_windows=args.close_windows, grace_ms=grace_ms,
-    )
+    try:
+        config = SimulationConfig(
+            agents=args.agents, call_centers=args.call_centers, seed=args.seed,
+            start_ms=recent_start_ms(args.duration) if args.start is None else args.start,
+            duration_ms=args.duration, duplicate_share=args.duplicates, out_of_order_share=args.out_of_order,
+            close_windows=args.close_windows, grace_ms=grace_ms,
+        )
+    except ValueError as exc:
+        print(f"onduty simulate: {exc}", file=sys.stderr)
+        return 2
     simulation = generate(config)
     print(f"simulated {len(simulation.events)} events, {len(simulation.deliveries)} deliveries "
           f"({config.agents} agents, {config.call_centers} call centers, seed {config.seed})", file=sys.stderr)
