@@ -44,6 +44,8 @@ class TopicSpec(msgspec.Struct, frozen=True):
 
 
 _DAY_MS = 24 * 3600 * 1000
+KEEP_FOREVER = -1
+"""``retention.ms`` that never deletes by time."""
 
 
 def pipeline_topics(
@@ -52,7 +54,9 @@ def pipeline_topics(
     """Every topic the ingest service and the processors write, as the documented configuration."""
     keep_30_days = 30 * _DAY_MS
     return [
-        TopicSpec(raw_topic, "delete", partitions, keep_30_days,
+        # Kept forever: the raw topic is the replayable source of truth, and its message timestamps are event
+        # times, so time-based retention would delete a replayed day of history at once.
+        TopicSpec(raw_topic, "delete", partitions, KEEP_FOREVER,
                   "Verified, normalised Dialpad agent status events; key = agent id."),
         TopicSpec(REJECTED_AGENT_STATUS, "delete", partitions, keep_30_days,
                   "Authentic events that failed validation, with the reason; key = agent id if known."),

@@ -36,8 +36,8 @@ def parse_start_ms(text: str) -> int:
 def recent_start_ms(duration_ms: int, now_ms: int | None = None) -> int:
     """The default start: a UTC midnight such that the whole span ends by today's midnight.
 
-    Recent on purpose: the raw topic keeps 30 days by event time, so older traffic would be deleted by retention;
-    fixed for a whole day, so that a seed gives the same file all day (pass --start to pin it for good).
+    Recent on purpose, so that the pipeline treats it like live traffic (idle advance, late horizon against recent
+    watermarks); fixed for a whole day, so that a seed gives the same file all day (pass --start to pin it for good).
     """
     day = 86_400_000
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
