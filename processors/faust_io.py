@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import faust
 import msgspec
@@ -10,6 +11,9 @@ from aiokafka.partitioner import murmur2
 
 from schemas import encode
 from schemas.topics import TopicSpec
+
+if TYPE_CHECKING:
+    from processors.settings import ProcessorSettings
 
 
 def raw_topic(app: faust.App, name: str, partitions: int, *, internal: bool = False,
@@ -42,10 +46,10 @@ class KeyPartitionedTable(faust.Table):
 
 
 class AgentPrefixedTable(KeyPartitionedTable):
-    """A table of keys ``<agent id>#<suffix>`` whose changelog partition is the agent id's partition.
+    """A table of keys ``<id>#<suffix>`` whose changelog partition is the partition of ``<id>`` alone.
 
-    Lets one agent own many small records (e.g. one per hour of history) that stay co-partitioned with the raw
-    topic.
+    Lets one agent (or call center) own many small records, e.g. one per hour of history or one per member, that
+    stay co-partitioned with the topic keyed by that id.
     """
 
     SEPARATOR = b"#"
@@ -95,6 +99,20 @@ class TableCodec:
     @staticmethod
     def put(table: faust.Table, key: str, value: msgspec.Struct) -> None:
         table[key.encode()] = encode(value)
+
+
+async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> "AsyncIterator[list[faust.EventT]]":
+    """Batches of events, each acknowledged only once the caller is done with it.
+
+    Faust's ``take``/``take_events`` acknowledge a batch in a ``finally`` block, i.e. also when the agent is cancelled
+    half-way through it (a worker being stopped): the offsets would be committed and the rest of that batch's work
+    lost for good. Here a batch is acknowledged after the loop body has finished with it, so an interrupted batch
+    is replayed by the partition's next owner.
+    """
+    async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+        yield events
+        for event in events:
+            await stream.ack(event)
 
 
 async def send_record(app: faust.App, topic: str, key: str, value: msgspec.Struct | None,

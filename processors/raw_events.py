@@ -13,7 +13,7 @@ import faust
 import msgspec
 
 from processors.dead_letters import DeadLetterSender
-from processors.faust_io import raw_topic
+from processors.faust_io import raw_topic, take_batches
 from processors.settings import ProcessorSettings
 from schemas import AgentStatusEvent, SchemaError, decode_agent_status_event, dedup_identity
 
@@ -38,7 +38,7 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
 
     @app.agent(source, name="agent-events")
     async def apply_agent_events(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        async for events in take_batches(stream, settings):
             batch = []
             for event in events:
                 message = event.message

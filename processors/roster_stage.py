@@ -32,7 +32,15 @@ from processors.callcenter_roster import (
     update_summary,
 )
 from processors.dead_letters import DeadLetterSender
-from processors.faust_io import TableCodec, byte_table, output_topic, raw_topic, send_record
+from processors.faust_io import (
+    TableCodec,
+    agent_prefixed_table,
+    byte_table,
+    output_topic,
+    raw_topic,
+    send_record,
+    take_batches,
+)
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from schemas import SchemaError, encode
@@ -43,6 +51,12 @@ log = logging.getLogger(__name__)
 
 _agent_states = TableCodec(AgentState)
 _memberships = TableCodec(Membership)
+
+
+def membership_key(call_center_id: str, agent_id: str) -> str:
+    """Key of the membership table: ``<call center>#<agent>``, partitioned by the call center."""
+    return f"{call_center_id}#{agent_id}"
+
 _summaries = TableCodec(CallCenterSummaryRecord)
 _changes_decoder = msgspec.json.Decoder(list[RosterChange])
 
@@ -56,6 +70,7 @@ class RosterStage:
     membership_table: faust.Table
     summary_table: faust.Table
     changes_topic: str
+    dead_letters: DeadLetterSender
 
     def agent_state(self, agent_id: str) -> AgentState | None:
         return _agent_states.get(self.agent_table, agent_id)
@@ -63,16 +78,71 @@ class RosterStage:
     def summary(self, call_center_id: str) -> CallCenterSummaryRecord | None:
         return _summaries.get(self.summary_table, call_center_id)
 
+    def memberships_of(self, call_center_id: str) -> dict[str, Membership]:
+        """The call center's memberships held by this worker (the owner of the call center's partition)."""
+        prefix = membership_key(call_center_id, "").encode()
+        return {key.decode(): _memberships.decode(raw)
+                for key, raw in self.membership_table.items() if key.startswith(prefix)}
+
     def on_duty_agents(self, call_center_id: str) -> list[CallCenterAgentRecord]:
-        """The call center's on-duty entries held by this worker (the owner of the call center's partition)."""
-        prefix = entry_key(call_center_id, "").encode()
-        found = []
-        for key, raw in self.membership_table.items():
-            if key.startswith(prefix):
-                entry = _memberships.decode(raw).entry
-                if entry is not None:
-                    found.append(entry)
+        found = [m.entry for m in self.memberships_of(call_center_id).values() if m.entry is not None]
         return sorted(found, key=lambda e: e.agent_id)
+
+    async def apply_changes(self, events: Sequence[faust.EventT]) -> None:
+        """Apply a batch of re-key records: write every table key once, then send what changed."""
+        memberships: dict[str, Membership | None] = {}
+        summaries: dict[str, CallCenterSummaryRecord] = {}
+        entries: dict[str, tuple[CallCenterAgentRecord | None, int]] = {}
+        for event in events:
+            try:
+                changes = _changes_decoder.decode(event.message.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await self.dead_letters.send(event.message, SchemaError.from_validation(exc))
+                continue
+            for change in changes:
+                cc = change.call_center_id
+                key = membership_key(cc, change.agent_id)
+                if key not in memberships:
+                    memberships[key] = _memberships.get(self.membership_table, key)
+                before = memberships[key]
+                step = apply_change(before, change)
+                if step.outcome is ChangeOutcome.STALE:
+                    continue
+                assert step.membership is not None
+                if cc not in summaries:
+                    summaries[cc] = self.summary(cc) or empty_summary(cc)
+                if step.outcome is ChangeOutcome.APPLIED:
+                    memberships[key] = step.membership
+                    old_entry = before.entry if before is not None else None
+                    summaries[cc] = update_summary(summaries[cc], old_entry, step.membership.entry, change.date_ms)
+                else:  # REPEATED: a replay; the summary written with it may have been lost in a crash
+                    memberships[key] = step.membership
+                    summaries[cc] = self.recount_with(cc, memberships, change.date_ms)
+                entries[entry_key(cc, change.agent_id)] = (step.membership.entry, change.date_ms)
+        for key, membership in memberships.items():
+            if membership is not None:
+                _memberships.put(self.membership_table, key, membership)
+        for cc, summary in summaries.items():
+            _summaries.put(self.summary_table, cc, summary)
+        for key, (entry, date_ms) in entries.items():
+            await send_record(self.app, t.CALLCENTER_AGENTS, key, entry, date_ms)
+        for cc, summary in summaries.items():
+            await send_record(self.app, t.CALLCENTER_SUMMARY, cc, summary, summary.as_of_ms)
+
+    def recount_with(self, call_center_id: str, pending: dict[str, Membership | None],
+                     as_of_ms: int) -> CallCenterSummaryRecord:
+        """The call center's counts from its memberships, this batch's unwritten ones taking precedence.
+
+        Used after a replay, when the memberships may be ahead of the summary written with them.
+        """
+        prefix = membership_key(call_center_id, "")
+        members = self.memberships_of(call_center_id)
+        members.update({key: m for key, m in pending.items() if key.startswith(prefix) and m is not None})
+        summary = empty_summary(call_center_id)
+        for membership in members.values():
+            if membership.entry is not None:
+                summary = update_summary(summary, None, membership.entry, membership.entry.updated_ms)
+        return msgspec.structs.replace(summary, as_of_ms=max(summary.as_of_ms, as_of_ms))
 
     async def handle_raw_batch(self, batch: Sequence[RawEvent]) -> None:
         states: dict[str, AgentState | None] = {}
@@ -112,39 +182,15 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
     for name in (t.AGENT_STATE, t.CALLCENTER_AGENTS, t.CALLCENTER_SUMMARY):
         output_topic(app, specs[name])
     agent_table = byte_table(app, "agent-state", partitions, "Roster state of each agent, by agent id")
-    # Written while handling one re-key record (one call center), so Faust's own rule -- the changelog partition
-    # is the current event's partition -- keeps ``<cc>:<agent>`` entries with their call center.
-    membership_table = byte_table(app, "callcenter-agents", partitions, "Membership of each agent in each call "
-                                  "center, by <call center>:<agent>", use_partitioner=False)
-    summary_table = byte_table(app, "callcenter-summary", partitions, "On-duty counts of each call center",
-                               use_partitioner=False)
+    # Keyed <call center>#<agent>, partitioned by the call center: co-partitioned with the re-key topic.
+    membership_table = agent_prefixed_table(app, "callcenter-agents", partitions,
+                                            "Membership of each agent in each call center, by <call center>#<agent>")
+    summary_table = byte_table(app, "callcenter-summary", partitions, "On-duty counts of each call center")
+    stage = RosterStage(app, agent_table, membership_table, summary_table, changes.get_topic_name(), dead_letters)
 
     @app.agent(changes, name="apply-roster-changes")
     async def apply_roster_changes(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                batch = _changes_decoder.decode(event.message.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await dead_letters.send(event.message, SchemaError.from_validation(exc))
-                continue
-            summaries: dict[str, CallCenterSummaryRecord] = {}
-            for change in batch:
-                cc = change.call_center_id
-                key = entry_key(cc, change.agent_id)
-                before = _memberships.get(membership_table, key)
-                step = apply_change(before, change)
-                if step.outcome is ChangeOutcome.STALE:
-                    continue
-                assert step.membership is not None
-                if cc not in summaries:
-                    summaries[cc] = _summaries.get(summary_table, cc) or empty_summary(cc)
-                if step.outcome is ChangeOutcome.APPLIED:
-                    _memberships.put(membership_table, key, step.membership)
-                    old_entry = before.entry if before is not None else None
-                    summaries[cc] = update_summary(summaries[cc], old_entry, step.membership.entry, change.date_ms)
-                await send_record(app, t.CALLCENTER_AGENTS, key, step.membership.entry, change.date_ms)
-            for cc, summary in summaries.items():
-                _summaries.put(summary_table, cc, summary)
-                await send_record(app, t.CALLCENTER_SUMMARY, cc, summary, summary.as_of_ms)
+        async for events in take_batches(stream, settings):
+            await stage.apply_changes(events)
 
-    return RosterStage(app, agent_table, membership_table, summary_table, changes.get_topic_name())
+    return stage

@@ -6,7 +6,7 @@ raw events (key agent id) [+ ticks, live mode] --TimeInStatusStage.handle_raw_ba
 contributions (key call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
     onduty.callcenter-time-in-status.v1
 
-The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``take_events``) this
+The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``take_batches``) this
 module reads each key once, applies the events, sends the records and waits for their delivery, then writes each
 table key once: a table value is never ahead of the records it implies, so a replay after a crash re-emits what
 could have been lost (same records, same revisions) and duplicates of what was kept change nothing.
@@ -34,6 +34,7 @@ from processors.faust_io import (
     byte_table,
     output_topic,
     raw_topic,
+    take_batches,
 )
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
@@ -359,13 +360,13 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
 
     @app.agent(contributions, name="time-in-status-callcenters")
     async def apply_contributions(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        async for events in take_batches(stream, settings):
             await callcenter_batch(events)
 
     if settings.idle_advance:  # replays never look at the wall clock
         @app.agent(ticks, name="time-in-status-ticks")
         async def apply_ticks(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            async for events in take_batches(stream, settings):
                 await stage.handle_ticks([Tick.from_message(event.message) for event in events])
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
