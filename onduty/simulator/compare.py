@@ -72,7 +72,8 @@ def compare_rosters(expected: Mapping[str, Any], callcenter_agents: Iterable[Rec
     for key, value in _last_values(callcenter_agents).items():
         if value is not None:
             actual.setdefault(value["call_center_id"], {})[value["agent_id"]] = value["on_duty_status"]
-    for center in sorted(set(expected["rosters"]) | set(actual)):
+    # every call center seen in the stream, so that an empty roster (everyone logged off) is checked too
+    for center in sorted(set(expected["rosters"]) | set(expected.get("call_centers", {})) | set(actual)):
         want, got = expected["rosters"].get(center, {}), actual.get(center, {})
         result.check("rosters", want == got,
                      f"roster {center}: missing {sorted(set(want) - set(got))[:5]}, extra "
