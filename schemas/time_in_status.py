@@ -11,8 +11,11 @@ import msgspec
 from schemas.agent_status import AgentStatusEvent
 
 
-class StatusInterval(msgspec.Struct, omit_defaults=True):
+class StatusInterval(msgspec.Struct):
     """``onduty.status-intervals.v1`` (key = agent id): a closed interval ``[start_ms, end_ms)`` in one status.
+
+    Every field is always written (no ``omit_defaults``): msgspec omits a default by identity, so a value restored
+    from a changelog would be written where a fresh one is omitted, and two runs would differ byte for byte.
 
     An interval is identified by ``(agent_id, start_ms)``: when a late event splits an interval already published,
     the shortened interval is published again with the same ``start_ms`` (``late`` set) and supersedes it.
