@@ -2,7 +2,7 @@
 
 The agent stage sends, for every closed (or corrected) agent window, the agent's full totals for each call
 center it was on duty for, with the agent's revision. Per call center and window the stage keeps each agent's
-latest contribution (a replayed or reordered older revision changes nothing), and emits the sum once the
+latest contribution (in arrival order: an identical redelivery changes nothing), and emits the sum once the
 minimum watermark over the source partitions has passed the window end; a later contribution to a closed
 window re-emits it with the next revision.
 """
@@ -80,10 +80,13 @@ def apply_contribution(
     window = state.windows.get(key)
     if window is None:
         window = state.windows[key] = CallCenterWindow(contribution.window_size_ms, contribution.window_start_ms)
-    share = window.agents.get(contribution.agent_id)
-    if share is not None and share.revision >= contribution.revision:
-        return []
-    window.agents[contribution.agent_id] = AgentShare(contribution.revision, contribution.totals)
+    share = AgentShare(contribution.revision, contribution.totals)
+    if window.agents.get(contribution.agent_id) == share:
+        return []  # a redelivery: nothing changes
+    # The latest arrival wins, not the highest revision: one agent's contributions to one call center come in
+    # the order the agent stage emitted them (same re-key partition), and after a replay with other batch
+    # boundaries the newest, correct totals may carry a lower revision than what was sent before the crash.
+    window.agents[contribution.agent_id] = share
     if window.revision > 0 or _is_closed(window, watermark_ms):
         return [_emit(state.call_center_id, window)]
     return []
