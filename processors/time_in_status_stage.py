@@ -85,11 +85,13 @@ class PartitionClock(msgspec.Struct):
     """Event-time clock of one source partition (``tis-clock`` table)."""
 
     max_date_ms: int | None = None
-    """Highest plausible event ``date`` seen on the partition (or wall-clock time minus the idle time)."""
+    """Highest plausible event ``date`` seen on the partition, or moved on by idle advance."""
     last_event_wall_ms: int = 0
     """Wall-clock time of the latest event, for idle advance."""
     next_close_ms: dict[str, int] = {}
     """Per agent of the partition: the watermark at which its next window closes."""
+    event_max_date_ms: int | None = None
+    """Highest plausible event ``date`` seen on the partition from events alone (idle advance excluded)."""
 
 
 class CallCenterClock(msgspec.Struct):
@@ -258,8 +260,14 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             if isinstance(item, Tick):
                 idle_since = wall - settings.idle_after_ms
                 fresh = item.sent_ms > idle_since  # a replayed backlog of ticks must not outrun the raw events
-                if settings.idle_advance and fresh and clock.last_event_wall_ms <= idle_since:
-                    clock.max_date_ms = max(clock.max_date_ms or idle_since, idle_since)
+                idle_for = wall - clock.last_event_wall_ms
+                if settings.idle_advance and fresh and clock.event_max_date_ms is not None \
+                        and idle_for >= settings.idle_after_ms:
+                    # Event time moves on by the wall-clock time the partition has been idle, counted from its
+                    # latest event: live data ends up near the wall clock; replayed history, however old, is
+                    # never thrown years ahead (which would make every later event of it "late").
+                    advanced = clock.event_max_date_ms + idle_for - settings.idle_after_ms
+                    clock.max_date_ms = max(clock.max_date_ms or advanced, advanced)
                 continue
             decoded = item.event
             state, store = timeline_of(decoded.agent_id)
@@ -267,6 +275,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             out.extend(core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall)[1])
             if core.plausible(decoded.date, wall):
                 clock.max_date_ms = max(clock.max_date_ms or decoded.date, decoded.date)
+                clock.event_max_date_ms = max(clock.event_max_date_ms or decoded.date, decoded.date)
                 clock.last_event_wall_ms = wall
         advanced: dict[int, int] = {}
         for partition, clock in clocks.items():
