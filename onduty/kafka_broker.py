@@ -12,7 +12,6 @@ import base64
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +19,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from onduty.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -222,15 +223,7 @@ class LocalKafkaBroker:
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM for a clean shutdown; SIGKILL if it does not finish in time."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("Kafka did not stop within %.0fs; killing it", timeout_s)
-            process.kill()
-            process.wait()
+        stop_process(process, "Kafka", timeout_s)
 
     def _log_tail(self, lines: int = 40) -> str:
         texts = []

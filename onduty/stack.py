@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onduty.processes import stop_process
+
 log = logging.getLogger(__name__)
 
 SERVICE_COMMANDS: dict[str, list[str]] = {
@@ -146,16 +148,7 @@ class Service:
         return f"exited with code {code}"
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0fs; killing it", self.name, timeout_s)
-            process.kill()
-            process.wait()
+        stop_process(self.process, self.name, timeout_s)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_file.exists():

@@ -26,7 +26,7 @@ import msgspec
 
 from onduty.env import format_duration
 from processors.counts import bump
-from processors.event_time import DAY_MS, MAX_FUTURE_MS, MIN_PLAUSIBLE_DATE_MS, implausible_date  # noqa: F401
+from processors.event_time import DAY_MS, implausible_date
 from processors.windows import closed_boundary, cut_interval, window_start
 from schemas import AgentStatusEvent, dedup_identity
 from schemas.time_in_status import AgentTimeInStatus, LateEvent, StatusInterval, WindowTotals
