@@ -1,6 +1,7 @@
 """Query API of the roster: ``GET /agents/{agent_id}`` and ``GET /callcenters/{call_center_id}``.
 
-Any worker answers any key: ``app.table_route`` forwards the request to the worker that owns the key's partition.
+Any worker answers any key: ``processors.query_routing.route_to_owner`` forwards the request to the worker that
+owns the key's partition.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import faust
 import msgspec
 from faust.web import Request, Response, View
 
+from processors.query_routing import route_to_owner
 from processors.roster_stage import RosterStage
 from schemas.roster import CallCenterAgentRecord
 
@@ -19,7 +21,7 @@ _to_builtins = msgspec.to_builtins
 
 def register(app: faust.App, stage: RosterStage) -> None:
     @app.page("/agents/{agent_id}")
-    @app.table_route(table=stage.agent_table, match_info="agent_id")
+    @route_to_owner(app, stage.agent_table, "agent_id")
     async def get_agent(view: View, request: Request, agent_id: str) -> Response:
         state = stage.agent_state(agent_id)
         if state is None or state.current is None:
@@ -40,7 +42,7 @@ def register(app: faust.App, stage: RosterStage) -> None:
         })
 
     @app.page("/callcenters/{call_center_id}")
-    @app.table_route(table=stage.summary_table, match_info="call_center_id")
+    @route_to_owner(app, stage.summary_table, "call_center_id")
     async def get_call_center(view: View, request: Request, call_center_id: str) -> Response:
         summary = stage.summary(call_center_id)
         if summary is None:

@@ -2,8 +2,8 @@
 
 Query parameters: ``size`` (one of ``ONDUTY_WINDOWS``, e.g. ``15m``; default the smallest), ``from`` and ``to``
 (unix ms, windows starting in ``[from, to)``; default the last day of event time). Closed windows are final; open
-ones are answered as counted so far (``final`` false). Any worker answers: ``app.table_route`` forwards to the
-owner of the key's partition.
+ones are answered as counted so far (``final`` false). Any worker answers:
+``processors.query_routing.route_to_owner`` forwards to the owner of the key's partition.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import msgspec
 from faust.web import Request, Response, View
 
 from onduty.env import format_duration, parse_duration_ms
+from processors.query_routing import route_to_owner
 from processors.time_in_status_callcenters import contribution_key, sum_window
 from processors.time_in_status_stage import TimeInStatusStage
 
@@ -50,7 +51,7 @@ def parse_range(request: Request, sizes_ms: tuple[int, ...], latest_ms: int | No
 
 def register(app: faust.App, stage: TimeInStatusStage) -> None:
     @app.page("/agents/{agent_id}/time-in-status")
-    @app.table_route(table=stage.agent_table, match_info="agent_id")
+    @route_to_owner(app, stage.agent_table, "agent_id")
     async def agent_time_in_status(view: View, request: Request, agent_id: str) -> Response:
         found = stage.agent(agent_id)
         if found is None:
@@ -66,7 +67,7 @@ def register(app: faust.App, stage: TimeInStatusStage) -> None:
                           "to_ms": to_ms, "windows": msgspec.to_builtins(windows)})
 
     @app.page("/callcenters/{call_center_id}/time-in-status")
-    @app.table_route(table=stage.callcenter_table, match_info="call_center_id")
+    @route_to_owner(app, stage.callcenter_table, "call_center_id")
     async def callcenter_time_in_status(view: View, request: Request, call_center_id: str) -> Response:
         state = stage.call_center(call_center_id)
         if state is None:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import AgentStatusEvent, decode_agent_status_event, dedup_identity, encode
 from schemas import topics as t
 from schemas.roster import AgentStateRecord, CallCenterAgentRecord, CallCenterSummaryRecord
-from tests.kafka_helpers import create_topics, read_records, wait_until
+from tests.kafka_helpers import read_records, wait_until
 from tests.processor_workers import WorkerPool
 from tests.samples import payload
 
@@ -197,3 +197,16 @@ async def test_worker_killed_mid_stream_and_replaced_loses_nothing(kafka_bootstr
     workers(2)
     await produce(kafka_bootstrap, workers.raw_topic, events[half:])
     await assert_converges(kafka_bootstrap, run_id, events)
+
+
+async def test_a_worker_that_owns_nothing_of_a_key_answers_from_the_first_event(kafka_bootstrap, workers, run_id):
+    first, second = workers(1), workers(2)
+    event = scripted_events(run_id, agents=1, per_agent=1)[0]
+    await produce(kafka_bootstrap, workers.raw_topic, [event])
+    for worker in (first, second):  # one of them owns the agent's partition, the other forwards
+        async def answered(worker=worker):
+            code, body = worker.get(f"/agents/{event.agent_id}")
+            assert code in (200, 404), f"{code}: {body[:200]!r}"
+            return code == 200 and json.loads(body)["on_duty_status"] == event.on_duty_status
+
+        await wait_until(answered, deadline_s=60)
