@@ -25,6 +25,10 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor or 1,
         processing_guarantee="at_least_once",
+        # Do not wait on rebalance/shutdown for buffered events to be acknowledged: a batch being collected is never
+        # acknowledged, so the wait hung until the worker was killed. Unacknowledged events are simply replayed by
+        # the partition's next owner, and the rules make replays harmless.
+        stream_wait_empty=False,
         producer_acks=-1,
         # A few ms of linger turn thousands of tiny produce requests per second into a few large ones.
         producer_linger_ms=settings.producer_linger_ms,
