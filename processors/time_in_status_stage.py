@@ -49,10 +49,12 @@ from processors.time_in_status import (
 )
 from processors.time_in_status_callcenters import (
     CallCenterTimeline,
+    CallCenterWindow,
     SourceWatermarks,
     WatermarkMarker,
     apply_contribution,
     close,
+    contribution_key,
     has_open_windows,
 )
 from schemas import encode
@@ -136,7 +138,6 @@ def now_ms() -> int:
 
 _timelines = TableCodec(AgentTimeline)
 _clocks = TableCodec(PartitionClock)
-_cc_timelines = TableCodec(CallCenterTimeline)
 _cc_clocks = TableCodec(CallCenterClock)
 _chunks = TableCodec(HistoryChunk)
 _contribution_decoder = msgspec.json.Decoder(CallCenterContribution)
@@ -169,6 +170,78 @@ class TableChunkStore(ChunkStore):
             _chunks.put(self.table, self._key(index), HistoryChunk(index, self.chunks[index]))
 
 
+class CallCenterIndex(msgspec.Struct):
+    """One call center's windows (``tis-callcenters`` table): window key -> emitted revision (0: not yet).
+
+    The windows themselves are records of their own (``tis-cc-windows``, key ``<cc>#<size ms>:<start ms>``): one
+    value per call center holding every window of the late horizon with every agent's share outgrew Kafka's record
+    size within a day for a few hundred agents.
+    """
+
+    windows: dict[str, int] = {}
+    closed_until_ms: int | None = None
+
+
+_cc_indexes = TableCodec(CallCenterIndex)
+_cc_windows = TableCodec(CallCenterWindow)
+
+
+class CallCenterStore:
+    """Loads the part of a call center's timeline a batch needs, and writes back what changed."""
+
+    def __init__(self, index_table: faust.Table, window_table: faust.Table, late_horizon_ms: int) -> None:
+        self.index_table = index_table
+        self.window_table = window_table
+        self.late_horizon_ms = late_horizon_ms
+        self.indexes: dict[str, CallCenterIndex] = {}
+        self.loaded: dict[str, set[str]] = {}
+
+    def _window(self, call_center_id: str, key: str) -> CallCenterWindow | None:
+        return _cc_windows.get(self.window_table, f"{call_center_id}#{key}")
+
+    def load(self, call_center_id: str, everything: bool = False) -> CallCenterTimeline:
+        """The timeline with its windows not emitted yet (or every window, for queries)."""
+        index = _cc_indexes.get(self.index_table, call_center_id) or CallCenterIndex()
+        keys = [k for k, revision in index.windows.items() if everything or revision == 0]
+        windows = {k: w for k in keys if (w := self._window(call_center_id, k)) is not None}
+        self.indexes[call_center_id] = index
+        self.loaded[call_center_id] = set(windows)
+        return CallCenterTimeline(call_center_id, windows, index.closed_until_ms)
+
+    def ensure(self, timeline: CallCenterTimeline, key: str) -> None:
+        """Load an emitted window a late contribution is about to change."""
+        cc = timeline.call_center_id
+        if key not in timeline.windows and key in self.indexes[cc].windows:
+            window = self._window(cc, key)
+            if window is not None:
+                timeline.windows[key] = window
+                self.loaded[cc].add(key)
+
+    def save(self, timeline: CallCenterTimeline) -> None:
+        cc = timeline.call_center_id
+        index, loaded = self.indexes[cc], self.loaded[cc]
+        windows = dict(index.windows)
+        for key in loaded - timeline.windows.keys():  # forgotten by close(): beyond the horizon
+            self._delete(cc, key)
+            windows.pop(key, None)
+        for key, window in timeline.windows.items():
+            _cc_windows.put(self.window_table, f"{cc}#{key}", window)
+            windows[key] = window.revision
+        if timeline.closed_until_ms is not None:  # the same rule as close(), for windows this batch did not load
+            horizon = timeline.closed_until_ms - self.late_horizon_ms
+            for key, revision in list(windows.items()):
+                size_ms, start_ms = (int(part) for part in key.split(":"))
+                if key not in timeline.windows and revision > 0 and start_ms + 2 * size_ms <= horizon:
+                    self._delete(cc, key)
+                    del windows[key]
+        _cc_indexes.put(self.index_table, cc, CallCenterIndex(windows, timeline.closed_until_ms))
+
+    def _delete(self, call_center_id: str, key: str) -> None:
+        table_key = f"{call_center_id}#{key}".encode()
+        if table_key in self.window_table:
+            del self.window_table[table_key]
+
+
 @dataclass
 class TimeInStatusStage:
     """What the stage adds to the app, for the query views and tests."""
@@ -177,6 +250,8 @@ class TimeInStatusStage:
     agent_table: faust.Table
     history_table: faust.Table
     callcenter_table: faust.Table
+    """Index of each call center's windows (keyed by call center id: the table queries are routed by)."""
+    callcenter_window_table: faust.Table
     sizes_ms: tuple[int, ...]
     late_horizon_ms: int
     apply_batch: Callable[[Sequence[RawEvent | Tick]], Awaitable[None]]
@@ -196,7 +271,10 @@ class TimeInStatusStage:
         return None if state is None else (state, TableChunkStore(agent_id, self.history_table))
 
     def call_center(self, call_center_id: str) -> CallCenterTimeline | None:
-        return _cc_timelines.get(self.callcenter_table, call_center_id)
+        if _cc_indexes.get(self.callcenter_table, call_center_id) is None:
+            return None
+        store = CallCenterStore(self.callcenter_table, self.callcenter_window_table, self.late_horizon_ms)
+        return store.load(call_center_id, everything=True)
 
 
 class _Sender:
@@ -229,7 +307,9 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     agent_table = byte_table(app, "tis-agents", partitions, "Time-in-status timeline of each agent")
     history_table = agent_prefixed_table(app, "tis-history", partitions, "Hourly chunks of each agent's history")
     clock_table = byte_table(app, "tis-clock", partitions, "Event-time clock of each source partition")
-    cc_table = byte_table(app, "tis-callcenters", partitions, "Time-in-status windows of each call center")
+    cc_table = byte_table(app, "tis-callcenters", partitions, "Index of each call center's time-in-status windows")
+    cc_window_table = agent_prefixed_table(app, "tis-cc-windows", partitions,
+                                           "Time-in-status windows of each call center, by <cc>#<size>:<start>")
     cc_clock_table = byte_table(app, "tis-cc-clock", partitions, "Source watermarks per contributions partition")
     keys = partition_keys(partitions)
     contributions_name = contributions.get_topic_name()
@@ -323,6 +403,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         timelines: dict[str, CallCenterTimeline] = {}
         clocks: dict[int, CallCenterClock] = {}
         records: list[CallCenterTimeInStatus] = []
+        store = CallCenterStore(cc_table, cc_window_table, settings.late_horizon_ms)
 
         def clock_of(partition: int) -> CallCenterClock:
             if partition not in clocks:
@@ -340,7 +421,8 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             contribution = _contribution_decoder.decode(message.value)
             cc = contribution.call_center_id
             if cc not in timelines:
-                timelines[cc] = _cc_timelines.get(cc_table, cc) or CallCenterTimeline(cc)
+                timelines[cc] = store.load(cc)
+            store.ensure(timelines[cc], contribution_key(contribution.window_size_ms, contribution.window_start_ms))
             records += apply_contribution(timelines[cc], contribution, clock.sources.minimum())
             if cc not in clock.pending:
                 clock.pending.append(cc)
@@ -349,7 +431,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             still_open = []
             for cc in clock.pending:
                 if cc not in timelines:
-                    timelines[cc] = _cc_timelines.get(cc_table, cc) or CallCenterTimeline(cc)
+                    timelines[cc] = store.load(cc)
                 records += close(timelines[cc], watermark, settings.late_horizon_ms)
                 if has_open_windows(timelines[cc]):
                     still_open.append(cc)
@@ -359,12 +441,12 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             key = window_record_key(record.call_center_id, record.window_size_ms, record.window_start_ms)
             await sender.send(t.CALLCENTER_TIME_IN_STATUS, key.encode(), encode(record))
         await sender.delivered()
-        for cc, timeline in timelines.items():
-            _cc_timelines.put(cc_table, cc, timeline)
+        for timeline in timelines.values():
+            store.save(timeline)
         for partition, clock in clocks.items():
             _cc_clocks.put(cc_clock_table, keys[partition], clock)
 
-    stage = TimeInStatusStage(core, agent_table, history_table, cc_table, config.sizes_ms,
+    stage = TimeInStatusStage(core, agent_table, history_table, cc_table, cc_window_table, config.sizes_ms,
                               config.late_horizon_ms, agent_batch)
 
     @app.agent(contributions, name="time-in-status-callcenters")
