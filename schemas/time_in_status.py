@@ -72,7 +72,8 @@ class AgentTimeInStatus(msgspec.Struct, omit_defaults=True):
     window_end_ms: int
     """End of the window (exclusive)."""
     revision: int
-    """Grows with every re-emission of this window (not necessarily by one); the highest revision is the truth."""
+    """Grows with every re-emission within a run (not by one). Keep the last record per key in partition order:
+    after a worker crash a correct re-emission may carry a lower revision."""
     final: bool
     """True once the watermark has passed the window end; false only in query answers for open windows."""
     totals: WindowTotals
@@ -97,7 +98,8 @@ class CallCenterTimeInStatus(msgspec.Struct, omit_defaults=True):
     window_end_ms: int
     """End of the window (exclusive)."""
     revision: int
-    """Grows by one with every re-emission of this window."""
+    """Grows by one with every emission within a run. Keep the last record per key in partition order: after a
+    worker crash a correct re-emission may carry a lower revision."""
     final: bool
     """True once every source partition's watermark has passed the window end."""
     agents: int
