@@ -81,7 +81,7 @@ def ensure_pipeline_topics(settings) -> int:
 
 
 def ensure_internal_topics(app, settings) -> None:
-    """Create the workers' own re-key topics before subscribing.
+    """Create the workers' own re-key and changelog topics before subscribing.
 
     A consumer that subscribes to a topic that does not exist yet ignores it until its next metadata refresh
     (minutes): the call-center stages would sit idle after a fresh start.
@@ -93,4 +93,8 @@ def ensure_internal_topics(app, settings) -> None:
 
     names = sorted({name for agent in app.agents.values() if agent.channel.internal for name in agent.channel.topics})
     specs = [TopicSpec(name, "delete", settings.partitions, description="internal re-key topic") for name in names]
+    # Faust creates its changelog topics itself, but right before subscribing: a changelog topic not yet in the
+    # metadata is ignored at assignment ("Ignoring missing topic") and writes to its table then stall the worker.
+    specs += [TopicSpec(table.changelog_topic.get_topic_name(), "compact", settings.partitions,
+                        description="table changelog") for table in app.tables.values()]
     asyncio.run(ensure_topics(settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor))
