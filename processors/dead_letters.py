@@ -8,6 +8,7 @@ import time
 import faust
 
 from processors.faust_io import output_topic
+from processors.outbox import Outbox
 from schemas import SchemaError, encode
 from schemas.dead_letter import DeadLetterRecord
 from schemas.topics import DEAD_LETTER, TopicSpec
@@ -21,7 +22,7 @@ class DeadLetterSender:
         self.app = app
         self.topic = output_topic(app, spec)
 
-    async def send(self, message: faust.types.Message, error: SchemaError) -> None:
+    def send(self, outbox: Outbox, message: faust.types.Message, error: SchemaError) -> None:
         record = DeadLetterRecord(
             source_topic=message.topic,
             source_partition=message.partition,
@@ -33,4 +34,5 @@ class DeadLetterSender:
             value=(message.value or b"").decode("utf-8", "replace"),
         )
         log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
-        await self.app.producer.send(DEAD_LETTER, message.key, encode(record), None, None, None)
+        # a record without key (never sent by our ingest) goes to partition 0
+        outbox.send(DEAD_LETTER, message.key, encode(record), partition=0 if message.key is None else None)

@@ -1,8 +1,9 @@
-"""Small Faust plumbing shared by the stages: byte-level topics and tables, sending encoded records."""
+"""Small Faust plumbing shared by the stages: byte-level topics and tables, batches of events."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -13,6 +14,7 @@ from schemas import encode
 from schemas.topics import TopicSpec
 
 if TYPE_CHECKING:
+    from processors.outbox import Outbox
     from processors.settings import ProcessorSettings
 
 
@@ -30,6 +32,19 @@ def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
 
 
+@lru_cache(maxsize=1 << 16)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka) picks for ``key``.
+
+    The hash is remembered per key: the same agent and call-center ids recur in every batch.
+    """
+    return _key_hash(key) % partitions
+
+
 class KeyPartitionedTable(faust.Table):
     """A table whose changelog partition is the default partitioner's (murmur2) choice for the whole key.
 
@@ -42,7 +57,7 @@ class KeyPartitionedTable(faust.Table):
         return key
 
     def partition_for_key(self, key: Any) -> int | None:
-        return (murmur2(self.partition_key(key)) & 0x7FFFFFFF) % self.partitions
+        return default_partition(self.partition_key(key), self.partitions)
 
 
 class AgentPrefixedTable(KeyPartitionedTable):
@@ -97,8 +112,8 @@ class TableCodec:
         return self._decoder.decode(raw)
 
     @staticmethod
-    def put(table: faust.Table, key: str, value: msgspec.Struct) -> None:
-        table[key.encode()] = encode(value)
+    def put(outbox: "Outbox", table: faust.Table, key: str, value: msgspec.Struct) -> None:
+        outbox.put(table, key.encode(), encode(value))
 
 
 async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> "AsyncIterator[list[faust.EventT]]":
@@ -113,16 +128,3 @@ async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> 
         yield events
         for event in events:
             await stream.ack(event)
-
-
-async def send_record(app: faust.App, topic: str, key: str, value: msgspec.Struct | None,
-                      timestamp_ms: int | None = None) -> None:
-    """Queue one record on the app's producer (None: a tombstone).
-
-    Not awaited for delivery: Faust flushes the producer before it commits the offsets of the events that
-    caused these records, so they are durable before their cause is marked done.
-    """
-    await app.producer.send(
-        topic, key.encode(), None if value is None else encode(value), None,
-        None if timestamp_ms is None else timestamp_ms / 1000.0, None,
-    )

@@ -6,6 +6,7 @@ per-message cost once, not once per stage. Undecodable records go to the dead-le
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -14,6 +15,7 @@ import msgspec
 
 from processors.dead_letters import DeadLetterSender
 from processors.faust_io import raw_topic, take_batches
+from processors.outbox import Outbox
 from processors.settings import ProcessorSettings
 from schemas import AgentStatusEvent, SchemaError, decode_agent_status_event, dedup_identity
 
@@ -28,27 +30,32 @@ class RawEvent(msgspec.Struct, frozen=True):
 
 
 class RawBatchHandler(Protocol):
-    async def handle_raw_batch(self, batch: Sequence[RawEvent]) -> None:
-        """Apply a batch of decoded events (in partition order) and send what it produces."""
+    def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
+        """Apply a batch of decoded events (in partition order): write tables and queue records on ``outbox``."""
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender,
-             handlers: Sequence[RawBatchHandler]) -> faust.TopicT:
+             handlers: Sequence[RawBatchHandler], lock: asyncio.Lock) -> faust.TopicT:
+    """The raw-topic agent; ``lock`` is held from applying a batch to its delivery (other agents writing the
+    same tables hold it too, so none of them builds on table values whose records are not delivered yet)."""
     source = raw_topic(app, settings.raw_topic, settings.partitions)
 
     @app.agent(source, name="agent-events")
     async def apply_agent_events(stream: faust.StreamT) -> None:
         async for events in take_batches(stream, settings):
-            batch = []
-            for event in events:
-                message = event.message
-                try:
-                    decoded = decode_agent_status_event(message.value)
-                except SchemaError as exc:
-                    await dead_letters.send(message, exc)
-                    continue
-                batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
-            for handler in handlers:
-                await handler.handle_raw_batch(batch)
+            async with lock:
+                outbox = Outbox(app)
+                batch = []
+                for event in events:
+                    message = event.message
+                    try:
+                        decoded = decode_agent_status_event(message.value)
+                    except SchemaError as exc:
+                        dead_letters.send(outbox, message, exc)
+                        continue
+                    batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
+                for handler in handlers:
+                    handler.handle_raw_batch(batch, outbox)
+                await outbox.deliver()
 
     return source

@@ -6,7 +6,7 @@ roster-changes (key call center id) --apply_roster_changes--> callcenter-agents 
                                                 onduty.callcenter-agents.v1, onduty.callcenter-summary.v1
 
 The rules live in ``agent_state.py`` and ``callcenter_roster.py``; this module only calls them, writes tables
-and sends. Within a batch, each table key is written once and each compacted output key is sent once (its
+and queues records on the batch's ``Outbox`` (records delivered before the tables' changelog records). Within a batch, each table key is written once and each compacted output key is sent once (its
 latest value): consumers of compacted topics see the same final state, with far fewer records under load.
 The re-key topic carries one record per call center per batch, holding that batch's changes for it, so the
 call-center stage handles few records and can take them one at a time.
@@ -38,9 +38,9 @@ from processors.faust_io import (
     byte_table,
     output_topic,
     raw_topic,
-    send_record,
     take_batches,
 )
+from processors.outbox import Outbox
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from schemas import SchemaError, encode
@@ -88,8 +88,8 @@ class RosterStage:
         found = [m.entry for m in self.memberships_of(call_center_id).values() if m.entry is not None]
         return sorted(found, key=lambda e: e.agent_id)
 
-    async def apply_changes(self, events: Sequence[faust.EventT]) -> None:
-        """Apply a batch of re-key records: write every table key once, then send what changed."""
+    def apply_changes(self, events: Sequence[faust.EventT], outbox: Outbox) -> None:
+        """Apply a batch of re-key records: write every table key once, queue what changed."""
         memberships: dict[str, Membership | None] = {}
         summaries: dict[str, CallCenterSummaryRecord] = {}
         entries: dict[str, tuple[CallCenterAgentRecord | None, int]] = {}
@@ -97,7 +97,7 @@ class RosterStage:
             try:
                 changes = _changes_decoder.decode(event.message.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self.dead_letters.send(event.message, SchemaError.from_validation(exc))
+                self.dead_letters.send(outbox, event.message, SchemaError.from_validation(exc))
                 continue
             for change in changes:
                 cc = change.call_center_id
@@ -121,13 +121,14 @@ class RosterStage:
                 entries[entry_key(cc, change.agent_id)] = (step.membership.entry, change.date_ms)
         for key, membership in memberships.items():
             if membership is not None:
-                _memberships.put(self.membership_table, key, membership)
+                _memberships.put(outbox, self.membership_table, key, membership)
         for cc, summary in summaries.items():
-            _summaries.put(self.summary_table, cc, summary)
+            _summaries.put(outbox, self.summary_table, cc, summary)
         for key, (entry, date_ms) in entries.items():
-            await send_record(self.app, t.CALLCENTER_AGENTS, key, entry, date_ms)
+            outbox.send(t.CALLCENTER_AGENTS, key.encode(), None if entry is None else encode(entry),
+                        timestamp_ms=date_ms)
         for cc, summary in summaries.items():
-            await send_record(self.app, t.CALLCENTER_SUMMARY, cc, summary, summary.as_of_ms)
+            outbox.send(t.CALLCENTER_SUMMARY, cc.encode(), encode(summary), timestamp_ms=summary.as_of_ms)
 
     def recount_with(self, call_center_id: str, pending: dict[str, Membership | None],
                      as_of_ms: int) -> CallCenterSummaryRecord:
@@ -144,7 +145,7 @@ class RosterStage:
                 summary = update_summary(summary, None, membership.entry, membership.entry.updated_ms)
         return msgspec.structs.replace(summary, as_of_ms=max(summary.as_of_ms, as_of_ms))
 
-    async def handle_raw_batch(self, batch: Sequence[RawEvent]) -> None:
+    def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
         states: dict[str, AgentState | None] = {}
         records: dict[str, AgentStateRecord] = {}
         changes: dict[str, dict[str, RosterChange]] = {}
@@ -167,12 +168,11 @@ class RosterStage:
                 changes.setdefault(change.call_center_id, {})[agent_id] = change
         for agent_id, state in states.items():
             if state is not None:
-                _agent_states.put(self.agent_table, agent_id, state)
+                _agent_states.put(outbox, self.agent_table, agent_id, state)
         for agent_id, record in records.items():
-            await send_record(self.app, t.AGENT_STATE, agent_id, record, record.updated_ms)
+            outbox.send(t.AGENT_STATE, agent_id.encode(), encode(record), timestamp_ms=record.updated_ms)
         for call_center_id, by_agent in changes.items():
-            await self.app.producer.send(self.changes_topic, call_center_id.encode(),
-                                         encode(list(by_agent.values())), None, None, None)
+            outbox.send(self.changes_topic, call_center_id.encode(), encode(list(by_agent.values())))
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender) -> RosterStage:
@@ -191,6 +191,8 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
     @app.agent(changes, name="apply-roster-changes")
     async def apply_roster_changes(stream: faust.StreamT) -> None:
         async for events in take_batches(stream, settings):
-            await stage.apply_changes(events)
+            outbox = Outbox(app)
+            stage.apply_changes(events, outbox)
+            await outbox.deliver()
 
     return stage

@@ -7,9 +7,11 @@ contributions (key call center id) --time-in-status-callcenters--> tables tis-ca
     onduty.callcenter-time-in-status.v1
 
 The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``take_batches``) this
-module reads each key once, applies the events, sends the records and waits for their delivery, then writes each
-table key once: a table value is never ahead of the records it implies, so a replay after a crash re-emits what
-could have been lost (same records, same revisions) and duplicates of what was kept change nothing.
+module reads each key once, applies the events, and queues the records and each changed table key once on an
+``Outbox``, which delivers the records before the tables' changelog records: a durable table value is never ahead
+of the records it implies, so a replay after a crash re-emits what could have been lost (same records, same
+revisions) and duplicates of what was kept change nothing. Raw batches and ticks write the same tables and hold
+``TimeInStatusStage.lock`` until their outbox is delivered, so neither builds on the other's undelivered state.
 
 Per-partition state (watermarks, which agents have windows to close) is kept under a key that the producer's
 partitioner maps to that partition, so that its changelog is co-partitioned with the source.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -36,6 +38,7 @@ from processors.faust_io import (
     raw_topic,
     take_batches,
 )
+from processors.outbox import Outbox
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from processors.time_in_status import (
@@ -161,13 +164,11 @@ class TableChunkStore(ChunkStore):
             self.chunks[index] = record.steps if record is not None else []
         return self.chunks.get(index, [])
 
-    def flush(self) -> None:
+    def flush(self, outbox: Outbox) -> None:
         for index in self.dropped:
-            key = self._key(index).encode()
-            if key in self.table:
-                del self.table[key]
+            outbox.delete(self.table, self._key(index).encode())
         for index in self.written:
-            _chunks.put(self.table, self._key(index), HistoryChunk(index, self.chunks[index]))
+            _chunks.put(outbox, self.table, self._key(index), HistoryChunk(index, self.chunks[index]))
 
 
 class CallCenterIndex(msgspec.Struct):
@@ -217,29 +218,24 @@ class CallCenterStore:
                 timeline.windows[key] = window
                 self.loaded[cc].add(key)
 
-    def save(self, timeline: CallCenterTimeline) -> None:
+    def save(self, timeline: CallCenterTimeline, outbox: Outbox) -> None:
         cc = timeline.call_center_id
         index, loaded = self.indexes[cc], self.loaded[cc]
         windows = dict(index.windows)
         for key in loaded - timeline.windows.keys():  # forgotten by close(): beyond the horizon
-            self._delete(cc, key)
+            outbox.delete(self.window_table, f"{cc}#{key}".encode())
             windows.pop(key, None)
         for key, window in timeline.windows.items():
-            _cc_windows.put(self.window_table, f"{cc}#{key}", window)
+            _cc_windows.put(outbox, self.window_table, f"{cc}#{key}", window)
             windows[key] = window.revision
         if timeline.closed_until_ms is not None:  # the same rule as close(), for windows this batch did not load
             horizon = timeline.closed_until_ms - self.late_horizon_ms
             for key, revision in list(windows.items()):
                 size_ms, start_ms = (int(part) for part in key.split(":"))
                 if key not in timeline.windows and revision > 0 and start_ms + 2 * size_ms <= horizon:
-                    self._delete(cc, key)
+                    outbox.delete(self.window_table, f"{cc}#{key}".encode())
                     del windows[key]
-        _cc_indexes.put(self.index_table, cc, CallCenterIndex(windows, timeline.closed_until_ms))
-
-    def _delete(self, call_center_id: str, key: str) -> None:
-        table_key = f"{call_center_id}#{key}".encode()
-        if table_key in self.window_table:
-            del self.window_table[table_key]
+        _cc_indexes.put(outbox, self.index_table, cc, CallCenterIndex(windows, timeline.closed_until_ms))
 
 
 @dataclass
@@ -254,17 +250,19 @@ class TimeInStatusStage:
     callcenter_window_table: faust.Table
     sizes_ms: tuple[int, ...]
     late_horizon_ms: int
-    apply_batch: Callable[[Sequence[RawEvent | Tick]], Awaitable[None]]
+    apply_batch: Callable[[Sequence[RawEvent | Tick], Outbox], None]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Raw batches and ticks update the same partition clocks: one at a time."""
+    """Raw batches and ticks update the same tables: each holds it until its records are delivered."""
 
-    async def handle_raw_batch(self, batch: Sequence[RawEvent]) -> None:
-        async with self.lock:
-            await self.apply_batch(batch)
+    def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
+        """Part of a raw batch (the raw-topic agent holds ``lock`` and delivers ``outbox``)."""
+        self.apply_batch(batch, outbox)
 
-    async def handle_ticks(self, ticks: Sequence[Tick]) -> None:
+    async def handle_ticks(self, app: faust.App, ticks: Sequence[Tick]) -> None:
         async with self.lock:
-            await self.apply_batch(ticks)
+            outbox = Outbox(app)
+            self.apply_batch(ticks, outbox)
+            await outbox.deliver()
 
     def agent(self, agent_id: str) -> tuple[AgentTimeline, ChunkStore] | None:
         state = _timelines.get(self.agent_table, agent_id)
@@ -275,22 +273,6 @@ class TimeInStatusStage:
             return None
         store = CallCenterStore(self.callcenter_table, self.callcenter_window_table, self.late_horizon_ms)
         return store.load(call_center_id, everything=True)
-
-
-class _Sender:
-    """Queue records on the producer, then wait for all of them to be delivered."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-        self.pending: list[asyncio.Future] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
-        self.pending.append(await self.app.producer.send(topic, key, value, partition, None, None))
-
-    async def delivered(self) -> None:
-        if self.pending:
-            await asyncio.gather(*self.pending)
-        self.pending = []
 
 
 def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
@@ -314,7 +296,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     keys = partition_keys(partitions)
     contributions_name = contributions.get_topic_name()
 
-    async def agent_batch(items: Sequence[RawEvent | Tick]) -> None:
+    def agent_batch(items: Sequence[RawEvent | Tick], outbox: Outbox) -> None:
         wall = now_ms()
         timelines: dict[str, AgentTimeline] = {}
         stores: dict[str, TableChunkStore] = {}
@@ -373,33 +355,30 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
                 else:
                     clock.next_close_ms[agent_id] = next_close
 
-        sender = _Sender(app)
         for interval in out.intervals:
-            await sender.send(t.STATUS_INTERVALS, interval.agent_id.encode(), encode(interval))
+            outbox.send(t.STATUS_INTERVALS, interval.agent_id.encode(), encode(interval))
         for record in out.agent_windows:
             key = window_record_key(record.agent_id, record.window_size_ms, record.window_start_ms)
-            await sender.send(t.AGENT_TIME_IN_STATUS, key.encode(), encode(record))
+            outbox.send(t.AGENT_TIME_IN_STATUS, key.encode(), encode(record))
         for contribution in out.contributions:
-            await sender.send(contributions_name, contribution.call_center_id.encode(), encode(contribution))
+            outbox.send(contributions_name, contribution.call_center_id.encode(), encode(contribution))
         for late in out.late:
             log.info("late event for agent %s at %d: %s", late.agent_id, late.date_ms, late.reason)
-            await sender.send(t.LATE_EVENTS, late.agent_id.encode(), encode(late))
-        await sender.delivered()
-        # contributions first, then the watermark that lets call centers close the windows they belong to
+            outbox.send(t.LATE_EVENTS, late.agent_id.encode(), encode(late))
+        # after the contributions in each partition: the watermark that lets call centers close their windows
         for partition, watermark in advanced.items():
             marker = encode(WatermarkMarker(partition, watermark))
             for target in range(partitions):
-                await sender.send(contributions_name, MARKER_KEY, marker, target)
-        await sender.delivered()
+                outbox.send(contributions_name, MARKER_KEY, marker, partition=target)
         for agent_id, state in timelines.items():
             if not state.seq:  # only rejected events (late-events topic): the agent stays unknown
                 continue
-            _timelines.put(agent_table, agent_id, state)
-            stores[agent_id].flush()
+            _timelines.put(outbox, agent_table, agent_id, state)
+            stores[agent_id].flush(outbox)
         for partition, clock in clocks.items():
-            _clocks.put(clock_table, keys[partition], clock)
+            _clocks.put(outbox, clock_table, keys[partition], clock)
 
-    async def callcenter_batch(events: list[faust.EventT]) -> None:
+    def callcenter_batch(events: list[faust.EventT], outbox: Outbox) -> None:
         timelines: dict[str, CallCenterTimeline] = {}
         clocks: dict[int, CallCenterClock] = {}
         records: list[CallCenterTimeInStatus] = []
@@ -436,15 +415,13 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
                 if has_open_windows(timelines[cc]):
                     still_open.append(cc)
             clock.pending = still_open
-        sender = _Sender(app)
         for record in records:
             key = window_record_key(record.call_center_id, record.window_size_ms, record.window_start_ms)
-            await sender.send(t.CALLCENTER_TIME_IN_STATUS, key.encode(), encode(record))
-        await sender.delivered()
+            outbox.send(t.CALLCENTER_TIME_IN_STATUS, key.encode(), encode(record))
         for timeline in timelines.values():
-            store.save(timeline)
+            store.save(timeline, outbox)
         for partition, clock in clocks.items():
-            _cc_clocks.put(cc_clock_table, keys[partition], clock)
+            _cc_clocks.put(outbox, cc_clock_table, keys[partition], clock)
 
     stage = TimeInStatusStage(core, agent_table, history_table, cc_table, cc_window_table, config.sizes_ms,
                               config.late_horizon_ms, agent_batch)
@@ -452,13 +429,15 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     @app.agent(contributions, name="time-in-status-callcenters")
     async def apply_contributions(stream: faust.StreamT) -> None:
         async for events in take_batches(stream, settings):
-            await callcenter_batch(events)
+            outbox = Outbox(app)
+            callcenter_batch(events, outbox)
+            await outbox.deliver()
 
     if settings.idle_advance:  # replays never look at the wall clock
         @app.agent(ticks, name="time-in-status-ticks")
         async def apply_ticks(stream: faust.StreamT) -> None:
             async for events in take_batches(stream, settings):
-                await stage.handle_ticks([Tick.from_message(event.message) for event in events])
+                await stage.handle_ticks(app, [Tick.from_message(event.message) for event in events])
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
         async def send_ticks() -> None:
