@@ -220,6 +220,14 @@ class Child:
         if self in _CHILDREN:
             _CHILDREN.remove(self)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) of the process so far, from /proc (None where there is no /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def crash(self) -> str | None:
         """The first line where a Faust agent of this process reports it crashed (it stays alive but idle)."""
         with contextlib.suppress(OSError):

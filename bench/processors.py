@@ -70,7 +70,7 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
         started = time.monotonic()
         try:
             run = await watch_worker(bootstrap, topic, app_id, OUTPUTS, started, deadline_s, worker.alive,
-                                     crashed=worker.crash)
+                                     crashed=worker.crash, cpu_seconds=worker.cpu_seconds)
         except RuntimeError as exc:
             log.error("worker failed: %s\n--- worker log ---\n%s", exc, worker.tail())
             throughput.failure = wall.failure = first_line(exc)
@@ -79,13 +79,15 @@ async def _run(name: str, metric: str, bootstrap: str, workdir: Path, config: Si
             worker.stop()
         throughput.candidate.append(run.events_per_s)
         log.info("output growth (s, records): %s", run.trace)
-        print(f"  round {round_number + 1}: worker {run.events_per_s:,.0f} events/s (start-up {run.startup_s:.1f} s, "
-              f"wall {run.wall_s:.1f} s, {run.outputs:,} derived records)", file=sys.stderr, flush=True)
+        per_cpu = f", {run.events_per_cpu_s:,.0f} events per CPU-second" if run.events_per_cpu_s else ""
+        print(f"  round {round_number + 1}: worker {run.events_per_s:,.0f} events/s{per_cpu} (start-up "
+              f"{run.startup_s:.1f} s, wall {run.wall_s:.1f} s, {run.outputs:,} derived records)",
+              file=sys.stderr, flush=True)
         wall.candidate.append(run.wall_s)
         if check:
             wall.notes.append(f"round {round_number + 1}: " + await _check(bootstrap, items, since))
         throughput.notes.append(f"round {round_number + 1}: worker start-up {run.startup_s:.1f} s, "
-                                f"processing {run.processing_s:.1f} s, wall {run.wall_s:.1f} s, "
+                                f"processing {run.processing_s:.1f} s{per_cpu}, wall {run.wall_s:.1f} s, "
                                 f"{run.outputs:,} derived records")
     return throughput, wall
 

@@ -10,11 +10,9 @@ import faust
 import msgspec
 from aiokafka.partitioner import murmur2
 
-from schemas import encode
 from schemas.topics import TopicSpec
 
 if TYPE_CHECKING:
-    from processors.outbox import Outbox
     from processors.settings import ProcessorSettings
 
 
@@ -45,13 +43,30 @@ def default_partition(key: bytes, partitions: int) -> int:
     return _key_hash(key) % partitions
 
 
-class KeyPartitionedTable(faust.Table):
-    """A table whose changelog partition is the default partitioner's (murmur2) choice for the whole key.
+class StructTable(faust.Table):
+    """A changelog-backed table of msgspec Structs of one type, kept decoded in memory, keyed by string ids.
 
-    The same partition the producer picks for a source record with that key, computed from the table's own
-    partition count: no producer metadata needed (Faust's ``use_partitioner`` asks the producer, which fails
-    while it has not fetched the changelog topic's metadata yet), and a batch may mix partitions.
+    The stages read values with ``lookup`` and write them through an ``Outbox``, which encodes the changelog record
+    (JSON, the same bytes as the Struct's wire form): a value is decoded only once, when the table recovers from
+    its changelog. Keys are the UTF-8 bytes of the id, so the changelog key is exactly the source topic's key.
+
+    The changelog partition of a key is the default partitioner's (murmur2) choice for it: the partition of the
+    source topic keyed the same way, even when a batch mixes partitions, computed from the table's own partition
+    count (no producer metadata needed; Faust's ``use_partitioner`` asks the producer, which fails while it has not
+    fetched the changelog topic's metadata yet).
     """
+
+    def __init__(self, *args: Any, struct: type[msgspec.Struct], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.struct = struct
+        self._decoder = msgspec.json.Decoder(struct)
+
+    def lookup(self, key: str) -> Any:
+        """The value of ``key`` (a Struct of the table's type), None if there is none. Not a copy."""
+        return self.data.get(key.encode())
+
+    def _to_value(self, v: Any) -> Any:  # Faust: a changelog value being recovered
+        return None if v is None else self._decoder.decode(v)
 
     def partition_key(self, key: bytes) -> bytes:
         return key
@@ -60,7 +75,7 @@ class KeyPartitionedTable(faust.Table):
         return default_partition(self.partition_key(key), self.partitions)
 
 
-class AgentPrefixedTable(KeyPartitionedTable):
+class AgentPrefixedTable(StructTable):
     """A table of keys ``<id>#<suffix>`` whose changelog partition is the partition of ``<id>`` alone.
 
     Lets one agent (or call center) own many small records, e.g. one per hour of history or one per member, that
@@ -73,47 +88,14 @@ class AgentPrefixedTable(KeyPartitionedTable):
         return key.split(self.SEPARATOR, 1)[0]
 
 
-def byte_table(app: faust.App, name: str, partitions: int, help: str, *, use_partitioner: bool = True) -> faust.Table:
-    """A changelog-backed table of msgspec-encoded values, keyed by the UTF-8 bytes of a string id.
-
-    Keys are bytes so that the changelog key is exactly the source topic's key (Faust would JSON-quote a str key).
-    By default the changelog partition is the key's own partition (``KeyPartitionedTable``): the partition of the
-    source topic keyed the same way, even when a batch mixes partitions. With ``use_partitioner=False`` it is the
-    partition of the event being handled (Faust's default): only for tables written one event at a time.
-    """
-    table_class = KeyPartitionedTable if use_partitioner else faust.Table
-    return _add_table(app, table_class, name, partitions, help)
-
-
-def agent_prefixed_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
-    """An ``AgentPrefixedTable`` of bytes keys and msgspec-encoded values."""
-    return _add_table(app, AgentPrefixedTable, name, partitions, help)
-
-
-def _add_table(app: faust.App, table_class: type, name: str, partitions: int, help: str) -> faust.Table:
-    table = table_class(
+def struct_table(app: faust.App, name: str, struct: type[msgspec.Struct], partitions: int, help: str, *,
+                 prefixed: bool = False) -> StructTable:
+    """A ``StructTable`` (``prefixed``: an ``AgentPrefixedTable``) added to the app."""
+    table = (AgentPrefixedTable if prefixed else StructTable)(
         app, name=name, default=None, beacon=app.tables.beacon, partitions=partitions, help=help,
-        key_type=bytes, value_type=bytes,
+        key_type=bytes, value_type=bytes, struct=struct,
     )
     return app.tables.add(table)
-
-
-class TableCodec:
-    """Decode/encode one Struct type as a table value, with decoders built once."""
-
-    def __init__(self, struct: type) -> None:
-        self._decoder = msgspec.json.Decoder(struct)
-
-    def get(self, table: faust.Table, key: str) -> Any:
-        raw = table.get(key.encode())
-        return None if raw is None else self._decoder.decode(raw)
-
-    def decode(self, raw: bytes) -> Any:
-        return self._decoder.decode(raw)
-
-    @staticmethod
-    def put(outbox: "Outbox", table: faust.Table, key: str, value: msgspec.Struct) -> None:
-        outbox.put(table, key.encode(), encode(value))
 
 
 async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> "AsyncIterator[list[faust.EventT]]":

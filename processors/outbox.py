@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 
 import faust
+import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from processors.faust_io import default_partition
+from processors.faust_io import StructTable, default_partition
+from schemas import encode
 
 Record = tuple[bytes | None, bytes | None, int | None]
 """key, value (None: a tombstone), timestamp ms (None: now)."""
@@ -29,8 +31,8 @@ class Outbox:
     """Records and table writes of one batch; ``deliver`` sends them and waits until Kafka has them all.
 
     ``send`` takes a derived or re-keyed record; without a partition, the key's default partition. ``put`` and
-    ``delete`` change a table at once (later reads in the batch see the change) and queue its changelog record
-    for the second phase.
+    ``delete`` change a table at once (later reads see the change) and queue its changelog record, encoded now
+    (the Struct may change after), for the second phase.
     """
 
     def __init__(self, app: faust.App) -> None:
@@ -45,16 +47,18 @@ class Outbox:
              timestamp_ms: int | None = None) -> None:
         self._records.setdefault(topic, []).append((partition, (key, value, timestamp_ms)))
 
-    def put(self, table: faust.Table, key: bytes, value: bytes) -> None:
-        table.data[key] = value
-        self._changelog_record(table, key, value)
+    def put(self, table: StructTable, key: str, value: msgspec.Struct) -> None:
+        raw_key = key.encode()
+        table.data[raw_key] = value
+        self._changelog_record(table, raw_key, encode(value))
 
-    def delete(self, table: faust.Table, key: bytes) -> None:
-        if key in table.data:
-            del table.data[key]
-            self._changelog_record(table, key, None)
+    def delete(self, table: StructTable, key: str) -> None:
+        raw_key = key.encode()
+        if raw_key in table.data:
+            del table.data[raw_key]
+            self._changelog_record(table, raw_key, None)
 
-    def _changelog_record(self, table: faust.Table, key: bytes, value: bytes | None) -> None:
+    def _changelog_record(self, table: StructTable, key: bytes, value: bytes | None) -> None:
         partition = table.partition_for_key(key)
         if partition is None:
             raise TypeError(f"table {table.name} does not say which partition holds key {key!r}")

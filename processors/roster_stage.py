@@ -33,9 +33,8 @@ from processors.callcenter_roster import (
 )
 from processors.dead_letters import DeadLetterSender
 from processors.faust_io import (
-    TableCodec,
-    agent_prefixed_table,
-    byte_table,
+    StructTable,
+    struct_table,
     output_topic,
     raw_topic,
     take_batches,
@@ -49,15 +48,12 @@ from schemas.roster import AgentStateRecord, CallCenterAgentRecord, CallCenterSu
 
 log = logging.getLogger(__name__)
 
-_agent_states = TableCodec(AgentState)
-_memberships = TableCodec(Membership)
 
 
 def membership_key(call_center_id: str, agent_id: str) -> str:
     """Key of the membership table: ``<call center>#<agent>``, partitioned by the call center."""
     return f"{call_center_id}#{agent_id}"
 
-_summaries = TableCodec(CallCenterSummaryRecord)
 _changes_decoder = msgspec.json.Decoder(list[RosterChange])
 
 
@@ -66,23 +62,23 @@ class RosterStage:
     """The agent-keyed half of the roster (a raw batch handler) and both tables, for the query views."""
 
     app: faust.App
-    agent_table: faust.Table
-    membership_table: faust.Table
-    summary_table: faust.Table
+    agent_table: StructTable
+    membership_table: StructTable
+    summary_table: StructTable
     changes_topic: str
     dead_letters: DeadLetterSender
 
     def agent_state(self, agent_id: str) -> AgentState | None:
-        return _agent_states.get(self.agent_table, agent_id)
+        return self.agent_table.lookup(agent_id)
 
     def summary(self, call_center_id: str) -> CallCenterSummaryRecord | None:
-        return _summaries.get(self.summary_table, call_center_id)
+        return self.summary_table.lookup(call_center_id)
 
     def memberships_of(self, call_center_id: str) -> dict[str, Membership]:
         """The call center's memberships held by this worker (the owner of the call center's partition)."""
         prefix = membership_key(call_center_id, "").encode()
-        return {key.decode(): _memberships.decode(raw)
-                for key, raw in self.membership_table.items() if key.startswith(prefix)}
+        return {key.decode(): membership
+                for key, membership in self.membership_table.data.items() if key.startswith(prefix)}
 
     def on_duty_agents(self, call_center_id: str) -> list[CallCenterAgentRecord]:
         found = [m.entry for m in self.memberships_of(call_center_id).values() if m.entry is not None]
@@ -103,7 +99,7 @@ class RosterStage:
                 cc = change.call_center_id
                 key = membership_key(cc, change.agent_id)
                 if key not in memberships:
-                    memberships[key] = _memberships.get(self.membership_table, key)
+                    memberships[key] = self.membership_table.lookup(key)
                 before = memberships[key]
                 step = apply_change(before, change)
                 if step.outcome is ChangeOutcome.STALE:
@@ -121,9 +117,9 @@ class RosterStage:
                 entries[entry_key(cc, change.agent_id)] = (step.membership.entry, change.date_ms)
         for key, membership in memberships.items():
             if membership is not None:
-                _memberships.put(outbox, self.membership_table, key, membership)
+                outbox.put(self.membership_table, key, membership)
         for cc, summary in summaries.items():
-            _summaries.put(outbox, self.summary_table, cc, summary)
+            outbox.put(self.summary_table, cc, summary)
         for key, (entry, date_ms) in entries.items():
             outbox.send(t.CALLCENTER_AGENTS, key.encode(), None if entry is None else encode(entry),
                         timestamp_ms=date_ms)
@@ -168,7 +164,7 @@ class RosterStage:
                 changes.setdefault(change.call_center_id, {})[agent_id] = change
         for agent_id, state in states.items():
             if state is not None:
-                _agent_states.put(outbox, self.agent_table, agent_id, state)
+                outbox.put(self.agent_table, agent_id, state)
         for agent_id, record in records.items():
             outbox.send(t.AGENT_STATE, agent_id.encode(), encode(record), timestamp_ms=record.updated_ms)
         for call_center_id, by_agent in changes.items():
@@ -181,11 +177,13 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
     changes = raw_topic(app, f"{settings.app_id}-roster-changes", partitions, internal=True)
     for name in (t.AGENT_STATE, t.CALLCENTER_AGENTS, t.CALLCENTER_SUMMARY):
         output_topic(app, specs[name])
-    agent_table = byte_table(app, "agent-state", partitions, "Roster state of each agent, by agent id")
+    agent_table = struct_table(app, "agent-state", AgentState, partitions, "Roster state of each agent, by agent id")
     # Keyed <call center>#<agent>, partitioned by the call center: co-partitioned with the re-key topic.
-    membership_table = agent_prefixed_table(app, "callcenter-agents", partitions,
-                                            "Membership of each agent in each call center, by <call center>#<agent>")
-    summary_table = byte_table(app, "callcenter-summary", partitions, "On-duty counts of each call center")
+    membership_table = struct_table(app, "callcenter-agents", Membership, partitions,
+                                    "Membership of each agent in each call center, by <call center>#<agent>",
+                                    prefixed=True)
+    summary_table = struct_table(app, "callcenter-summary", CallCenterSummaryRecord, partitions,
+                                 "On-duty counts of each call center")
     stage = RosterStage(app, agent_table, membership_table, summary_table, changes.get_topic_name(), dead_letters)
 
     @app.agent(changes, name="apply-roster-changes")

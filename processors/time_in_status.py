@@ -200,6 +200,14 @@ def empty_totals() -> WindowTotals:
     return WindowTotals({}, {}, {}, {})
 
 
+def totals_of(by_call_center: dict[str, WindowTotals], call_center_id: str) -> WindowTotals:
+    """The call center's totals in ``by_call_center``, added empty if missing."""
+    totals = by_call_center.get(call_center_id)
+    if totals is None:
+        totals = by_call_center[call_center_id] = empty_totals()
+    return totals
+
+
 def copy_totals(totals: WindowTotals) -> WindowTotals:
     return WindowTotals(dict(totals.ms_by_status), dict(totals.ms_by_unavailable_reason),
                         dict(totals.ms_by_availability), dict(totals.entries_by_status))
@@ -371,7 +379,7 @@ class TimeInStatusCore:
                 window = self._window(state, size, window_start_ms)
                 add_time(window.agent, step, sign * ms)
                 for cc in step.call_centers:
-                    add_time(window.call_centers.setdefault(cc, empty_totals()), step, sign * ms)
+                    add_time(totals_of(window.call_centers, cc), step, sign * ms)
 
     def _add_entry(
         self, state: AgentTimeline, step: Step, previous: Step | None, sign: int, dirty: set[tuple[int, int]]
@@ -389,7 +397,7 @@ class TimeInStatusCore:
             if agent_entry:
                 bump(window.agent.entries_by_status, step.status, sign)
             for cc in cc_entries:
-                bump(window.call_centers.setdefault(cc, empty_totals()).entries_by_status, step.status, sign)
+                bump(totals_of(window.call_centers, cc).entries_by_status, step.status, sign)
 
     # -- closing windows
 
@@ -451,7 +459,7 @@ class TimeInStatusCore:
         for size, start in windows:
             agent, per_cc = self.recompute(previous, steps, start, start + size)
             for cc in also_call_centers:
-                per_cc.setdefault(cc, empty_totals())
+                totals_of(per_cc, cc)
             self._emit(state, size, start, agent, per_cc, out)
 
     def timeline_from(self, state: AgentTimeline, chunks: ChunkStore, from_ms: int) -> tuple[Step | None, list[Step]]:
@@ -488,7 +496,7 @@ class TimeInStatusCore:
             if agent_entry:
                 bump(agent.entries_by_status, step.status, 1)
             for cc in step.call_centers:
-                per_cc.setdefault(cc, empty_totals())
+                totals_of(per_cc, cc)
             for cc in cc_entries:
                 bump(per_cc[cc].entries_by_status, step.status, 1)
             current, cursor = step, step.date_ms
@@ -499,12 +507,12 @@ class TimeInStatusCore:
     @staticmethod
     def _count(agent: WindowTotals, per_cc: dict[str, WindowTotals], step: Step, start: int, end: int) -> None:
         for cc in step.call_centers:
-            per_cc.setdefault(cc, empty_totals())
+            totals_of(per_cc, cc)
         if end <= start:
             return
         add_time(agent, step, end - start)
         for cc in step.call_centers:
-            add_time(per_cc.setdefault(cc, empty_totals()), step, end - start)
+            add_time(totals_of(per_cc, cc), step, end - start)
 
     def _emit(
         self, state: AgentTimeline, size: int, start: int, agent: WindowTotals,

@@ -31,9 +31,8 @@ from aiokafka.partitioner import murmur2
 
 from onduty.env import format_duration
 from processors.faust_io import (
-    TableCodec,
-    agent_prefixed_table,
-    byte_table,
+    StructTable,
+    struct_table,
     output_topic,
     raw_topic,
     take_batches,
@@ -139,10 +138,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_timelines = TableCodec(AgentTimeline)
-_clocks = TableCodec(PartitionClock)
-_cc_clocks = TableCodec(CallCenterClock)
-_chunks = TableCodec(HistoryChunk)
 _contribution_decoder = msgspec.json.Decoder(CallCenterContribution)
 _marker_decoder = msgspec.json.Decoder(WatermarkMarker)
 
@@ -150,7 +145,7 @@ _marker_decoder = msgspec.json.Decoder(WatermarkMarker)
 class TableChunkStore(ChunkStore):
     """An agent's history chunks, read from and written to the ``tis-history`` table."""
 
-    def __init__(self, agent_id: str, table: faust.Table) -> None:
+    def __init__(self, agent_id: str, table: StructTable) -> None:
         super().__init__({})
         self.agent_id = agent_id
         self.table = table
@@ -160,15 +155,15 @@ class TableChunkStore(ChunkStore):
 
     def get(self, index: int) -> list[Step]:
         if index not in self.chunks and index not in self.dropped:
-            record = _chunks.get(self.table, self._key(index))
+            record = self.table.lookup(self._key(index))
             self.chunks[index] = record.steps if record is not None else []
         return self.chunks.get(index, [])
 
     def flush(self, outbox: Outbox) -> None:
         for index in self.dropped:
-            outbox.delete(self.table, self._key(index).encode())
+            outbox.delete(self.table, self._key(index))
         for index in self.written:
-            _chunks.put(outbox, self.table, self._key(index), HistoryChunk(index, self.chunks[index]))
+            outbox.put(self.table, self._key(index), HistoryChunk(index, self.chunks[index]))
 
 
 class CallCenterIndex(msgspec.Struct):
@@ -183,14 +178,12 @@ class CallCenterIndex(msgspec.Struct):
     closed_until_ms: int | None = None
 
 
-_cc_indexes = TableCodec(CallCenterIndex)
-_cc_windows = TableCodec(CallCenterWindow)
 
 
 class CallCenterStore:
     """Loads the part of a call center's timeline a batch needs, and writes back what changed."""
 
-    def __init__(self, index_table: faust.Table, window_table: faust.Table, late_horizon_ms: int) -> None:
+    def __init__(self, index_table: StructTable, window_table: StructTable, late_horizon_ms: int) -> None:
         self.index_table = index_table
         self.window_table = window_table
         self.late_horizon_ms = late_horizon_ms
@@ -198,11 +191,11 @@ class CallCenterStore:
         self.loaded: dict[str, set[str]] = {}
 
     def _window(self, call_center_id: str, key: str) -> CallCenterWindow | None:
-        return _cc_windows.get(self.window_table, f"{call_center_id}#{key}")
+        return self.window_table.lookup(f"{call_center_id}#{key}")
 
     def load(self, call_center_id: str, everything: bool = False) -> CallCenterTimeline:
         """The timeline with its windows not emitted yet (or every window, for queries)."""
-        index = _cc_indexes.get(self.index_table, call_center_id) or CallCenterIndex()
+        index = self.index_table.lookup(call_center_id) or CallCenterIndex()
         keys = [k for k, revision in index.windows.items() if everything or revision == 0]
         windows = {k: w for k in keys if (w := self._window(call_center_id, k)) is not None}
         self.indexes[call_center_id] = index
@@ -223,19 +216,19 @@ class CallCenterStore:
         index, loaded = self.indexes[cc], self.loaded[cc]
         windows = dict(index.windows)
         for key in loaded - timeline.windows.keys():  # forgotten by close(): beyond the horizon
-            outbox.delete(self.window_table, f"{cc}#{key}".encode())
+            outbox.delete(self.window_table, f"{cc}#{key}")
             windows.pop(key, None)
         for key, window in timeline.windows.items():
-            _cc_windows.put(outbox, self.window_table, f"{cc}#{key}", window)
+            outbox.put(self.window_table, f"{cc}#{key}", window)
             windows[key] = window.revision
         if timeline.closed_until_ms is not None:  # the same rule as close(), for windows this batch did not load
             horizon = timeline.closed_until_ms - self.late_horizon_ms
             for key, revision in list(windows.items()):
                 size_ms, start_ms = (int(part) for part in key.split(":"))
                 if key not in timeline.windows and revision > 0 and start_ms + 2 * size_ms <= horizon:
-                    outbox.delete(self.window_table, f"{cc}#{key}".encode())
+                    outbox.delete(self.window_table, f"{cc}#{key}")
                     del windows[key]
-        _cc_indexes.put(outbox, self.index_table, cc, CallCenterIndex(windows, timeline.closed_until_ms))
+        outbox.put(self.index_table, cc, CallCenterIndex(windows, timeline.closed_until_ms))
 
 
 @dataclass
@@ -243,11 +236,11 @@ class TimeInStatusStage:
     """What the stage adds to the app, for the query views and tests."""
 
     core: TimeInStatusCore
-    agent_table: faust.Table
-    history_table: faust.Table
-    callcenter_table: faust.Table
+    agent_table: StructTable
+    history_table: StructTable
+    callcenter_table: StructTable
     """Index of each call center's windows (keyed by call center id: the table queries are routed by)."""
-    callcenter_window_table: faust.Table
+    callcenter_window_table: StructTable
     sizes_ms: tuple[int, ...]
     late_horizon_ms: int
     apply_batch: Callable[[Sequence[RawEvent | Tick], Outbox], None]
@@ -265,11 +258,11 @@ class TimeInStatusStage:
             await outbox.deliver()
 
     def agent(self, agent_id: str) -> tuple[AgentTimeline, ChunkStore] | None:
-        state = _timelines.get(self.agent_table, agent_id)
+        state = self.agent_table.lookup(agent_id)
         return None if state is None else (state, TableChunkStore(agent_id, self.history_table))
 
     def call_center(self, call_center_id: str) -> CallCenterTimeline | None:
-        if _cc_indexes.get(self.callcenter_table, call_center_id) is None:
+        if self.callcenter_table.lookup(call_center_id) is None:
             return None
         store = CallCenterStore(self.callcenter_table, self.callcenter_window_table, self.late_horizon_ms)
         return store.load(call_center_id, everything=True)
@@ -286,13 +279,17 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     contributions = raw_topic(app, f"{settings.app_id}-tis-contributions", partitions, internal=True)
     ticks_name = f"{settings.app_id}-tis-ticks"
     ticks = raw_topic(app, ticks_name, partitions, internal=True)
-    agent_table = byte_table(app, "tis-agents", partitions, "Time-in-status timeline of each agent")
-    history_table = agent_prefixed_table(app, "tis-history", partitions, "Hourly chunks of each agent's history")
-    clock_table = byte_table(app, "tis-clock", partitions, "Event-time clock of each source partition")
-    cc_table = byte_table(app, "tis-callcenters", partitions, "Index of each call center's time-in-status windows")
-    cc_window_table = agent_prefixed_table(app, "tis-cc-windows", partitions,
-                                           "Time-in-status windows of each call center, by <cc>#<size>:<start>")
-    cc_clock_table = byte_table(app, "tis-cc-clock", partitions, "Source watermarks per contributions partition")
+    agent_table = struct_table(app, "tis-agents", AgentTimeline, partitions, "Time-in-status timeline of each agent")
+    history_table = struct_table(app, "tis-history", HistoryChunk, partitions,
+                                 "Hourly chunks of each agent's history", prefixed=True)
+    clock_table = struct_table(app, "tis-clock", PartitionClock, partitions,
+                               "Event-time clock of each source partition")
+    cc_table = struct_table(app, "tis-callcenters", CallCenterIndex, partitions,
+                            "Index of each call center's time-in-status windows")
+    cc_window_table = struct_table(app, "tis-cc-windows", CallCenterWindow, partitions,
+                                   "Time-in-status windows of each call center, by <cc>#<size>:<start>", prefixed=True)
+    cc_clock_table = struct_table(app, "tis-cc-clock", CallCenterClock, partitions,
+                                  "Source watermarks per contributions partition")
     keys = partition_keys(partitions)
     contributions_name = contributions.get_topic_name()
 
@@ -307,13 +304,13 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
 
         def clock_of(partition: int) -> PartitionClock:
             if partition not in clocks:
-                clocks[partition] = _clocks.get(clock_table, keys[partition]) or PartitionClock()
+                clocks[partition] = clock_table.lookup(keys[partition]) or PartitionClock()
                 before[partition] = core.watermark(clocks[partition].max_date_ms)
             return clocks[partition]
 
         def timeline_of(agent_id: str) -> tuple[AgentTimeline, TableChunkStore]:
             if agent_id not in timelines:
-                timelines[agent_id] = _timelines.get(agent_table, agent_id) or AgentTimeline(agent_id)
+                timelines[agent_id] = agent_table.lookup(agent_id) or AgentTimeline(agent_id)
                 stores[agent_id] = TableChunkStore(agent_id, history_table)
             return timelines[agent_id], stores[agent_id]
 
@@ -373,10 +370,10 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for agent_id, state in timelines.items():
             if not state.seq:  # only rejected events (late-events topic): the agent stays unknown
                 continue
-            _timelines.put(outbox, agent_table, agent_id, state)
+            outbox.put(agent_table, agent_id, state)
             stores[agent_id].flush(outbox)
         for partition, clock in clocks.items():
-            _clocks.put(outbox, clock_table, keys[partition], clock)
+            outbox.put(clock_table, keys[partition], clock)
 
     def callcenter_batch(events: list[faust.EventT], outbox: Outbox) -> None:
         timelines: dict[str, CallCenterTimeline] = {}
@@ -386,7 +383,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
 
         def clock_of(partition: int) -> CallCenterClock:
             if partition not in clocks:
-                clocks[partition] = _cc_clocks.get(cc_clock_table, keys[partition]) or CallCenterClock()
+                clocks[partition] = cc_clock_table.lookup(keys[partition]) or CallCenterClock()
             return clocks[partition]
 
         for event in events:
@@ -421,7 +418,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for timeline in timelines.values():
             store.save(timeline, outbox)
         for partition, clock in clocks.items():
-            _cc_clocks.put(outbox, cc_clock_table, keys[partition], clock)
+            outbox.put(cc_clock_table, keys[partition], clock)
 
     stage = TimeInStatusStage(core, agent_table, history_table, cc_table, cc_window_table, config.sizes_ms,
                               config.late_horizon_ms, agent_batch)
