@@ -4,12 +4,15 @@ aiokafka's ``send()`` costs, per message, a partitioner call, an accumulator app
 requests that arrive together (one event-loop iteration) can share one ``create_batch()`` / ``send_batch()``
 and one acknowledgement instead.
 
-* Each topic-partition has a lane: records wait in arrival order, and one task at a time moves them into
-  batches and submits those in the same order, so a partition's records reach the broker in arrival order
-  (the idempotent producer keeps it across retries).
+* Each topic-partition has a lane: records wait in arrival order, and at most one batch of the lane is on its
+  way to the broker, so a partition's records reach the broker in arrival order (the idempotent producer keeps
+  it across retries).
 * A lane submits its next batch once the previous one was acknowledged: the idempotent producer has one
   request in flight per partition anyway, so waiting adds little latency, and the next batch holds every
   record that arrived meanwhile instead of being closed early (larger batches, fewer to build and settle).
+  Records that do not fit in one batch wait for the next.
+* Lanes ready to submit are submitted together by one task, after the requests already scheduled in this
+  event-loop iteration joined; an acknowledgement makes its lane ready again (a callback, no task per lane).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
   the caller's cue to spool the record). No request is answered twice or left waiting.
 * The publish deadline is kept here too, with one timer per group of requests that arrived in the same
@@ -36,10 +39,13 @@ _Waiting = tuple[OutboundRecord, "asyncio.Future[None]"]
 
 @dataclass
 class _Lane:
-    """The records of one topic-partition not yet in a submitted batch, and the task submitting them."""
+    """The records of one topic-partition not yet in a submitted batch."""
 
+    topic: str
+    partition: int
     waiting: list[_Waiting] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+    busy: bool = False
+    """True from the moment the lane is ready to submit until its batch was acknowledged (or failed)."""
 
 
 class PartitionBatcher:
@@ -51,25 +57,40 @@ class PartitionBatcher:
         self._deadline_s = deadline_s
         self._partitioner = partitioner or KeyPartitioner()
         self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._ready: list[_Lane] = []
+        self._submitter: asyncio.Task[None] | None = None
         self._cohort: list[_Waiting] | None = None
         """The requests of this loop iteration: they share one deadline timer."""
+        self._partitions: dict[str, list[int]] = {}
+        """Sorted partition ids per topic, forgotten on every metadata update (aiokafka builds a new set per call)."""
+        producer.client.cluster.add_listener(self._metadata_updated)
 
     async def send(self, record: OutboundRecord) -> None:
         """Wait for the acknowledgement of ``record``; raise what made its batch fail, or ``TimeoutError``."""
-        partitions = self._producer.client.cluster.partitions_for_topic(record.topic)
-        if not partitions:
-            partitions = await self._producer.partitions_for(record.topic)  # waits for the topic's metadata
-        tp = (record.topic, self._partitioner.partition(record.key, sorted(partitions)))
+        partitions = self._partitions.get(record.topic)
+        if partitions is None:
+            partitions = await self._partitions_of(record.topic)
+        tp = (record.topic, self._partitioner.partition(record.key, partitions))
         lane = self._lanes.get(tp)
         if lane is None:
-            lane = self._lanes[tp] = _Lane()
+            lane = self._lanes[tp] = _Lane(*tp)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting = (record, future)
         lane.waiting.append(waiting)
         self._joined_cohort().append(waiting)
-        if lane.task is None:  # runs after the requests already scheduled in this loop iteration joined
-            lane.task = asyncio.create_task(self._run_lane(tp, lane))
+        if not lane.busy:
+            self._make_ready(lane)
         await future
+
+    async def _partitions_of(self, topic: str) -> list[int]:
+        partitions = self._producer.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            partitions = await self._producer.partitions_for(topic)  # waits for the topic's metadata
+        self._partitions[topic] = ordered = sorted(partitions)
+        return ordered
+
+    def _metadata_updated(self, cluster: object) -> None:
+        self._partitions.clear()
 
     def _joined_cohort(self) -> list[_Waiting]:
         if self._cohort is None:
@@ -83,47 +104,62 @@ class PartitionBatcher:
     def _close_cohort(self) -> None:
         self._cohort = None
 
-    async def _run_lane(self, tp: tuple[str, int], lane: _Lane) -> None:
+    def _make_ready(self, lane: _Lane) -> None:
+        lane.busy = True
+        self._ready.append(lane)
+        if self._submitter is None:  # runs after the requests already scheduled in this loop iteration joined
+            self._submitter = asyncio.create_task(self._submit_ready())
+
+    async def _submit_ready(self) -> None:
+        lane = None
         try:
-            while lane.waiting:
-                taken, lane.waiting = lane.waiting, []
-                try:
-                    ack = await self._submit(tp, taken)
-                    if ack is not None:
-                        await asyncio.wait([ack])  # the outcome goes to the waiters through _settle
-                except BaseException as exc:  # cancelled (the service is stopping) or a bug: spool, never hang
-                    _fail(taken, exc if isinstance(exc, KafkaError) else ProducerClosed(f"batch not sent: {exc!r}"))
-                    raise
+            while self._ready:
+                lane = self._ready.pop(0)
+                await self._submit(lane)
+        except BaseException as exc:  # cancelled (the service is stopping) or a bug: spool, never hang
+            error = exc if isinstance(exc, KafkaError) else ProducerClosed(f"batch not sent: {exc!r}")
+            for stopped in ([lane] if lane is not None else []) + self._ready:
+                _fail(stopped.waiting, error)
+                stopped.waiting, stopped.busy = [], False
+            self._ready = []
+            raise
         finally:
-            lane.task = None
-            _fail(lane.waiting, ProducerClosed("batch not sent: the producer is stopping"))
-            lane.waiting = []
+            self._submitter = None
 
-    async def _submit(self, tp: tuple[str, int], waiting: list[_Waiting]) -> asyncio.Future | None:
-        """Submit ``waiting`` in order, in as many batches as their size needs; settle each batch's waiters.
+    async def _submit(self, lane: _Lane) -> None:
+        """Submit the lane's oldest waiting records, as many as one batch holds; the rest wait for its ack."""
+        waiting = [w for w in lane.waiting if not w[1].done()]  # a request past its deadline was spooled
+        if not waiting:
+            lane.waiting, lane.busy = [], False
+            return
+        batch = self._producer.create_batch()
+        count = 0
+        for record, _ in waiting:  # the first record always fits, whatever its size
+            if batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms,
+                            headers=record.headers) is None:
+                break
+            count += 1
+        batch.close()  # nothing else may be appended by producer.send() to this tp
+        in_batch, lane.waiting = waiting[:count], waiting[count:]
+        try:
+            ack = await self._producer.send_batch(batch, lane.topic, partition=lane.partition)
+        except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
+            _fail(in_batch, exc)
+            self._settled(lane)
+        except BaseException as exc:
+            _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
+            raise
+        else:
+            ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch))
 
-        Return the acknowledgement of the last batch submitted (None when none was).
-        """
-        topic, partition = tp
-        ack = None
-        while waiting := [w for w in waiting if not w[1].done()]:
-            batch = self._producer.create_batch()
-            count = 0
-            for record, _ in waiting:  # the first record always fits, whatever its size
-                if batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms,
-                                headers=record.headers) is None:
-                    break
-                count += 1
-            batch.close()  # nothing else may be appended by producer.send() to this tp
-            in_batch, waiting = waiting[:count], waiting[count:]
-            try:
-                submitted = await self._producer.send_batch(batch, topic, partition=partition)
-            except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
-                _fail(in_batch, exc)
-                continue
-            submitted.add_done_callback(functools.partial(_settle, in_batch))
-            ack = submitted
-        return ack
+    def _acknowledged(self, lane: _Lane, in_batch: list[_Waiting], ack: asyncio.Future) -> None:
+        _settle(in_batch, ack)
+        self._settled(lane)
+
+    def _settled(self, lane: _Lane) -> None:
+        lane.busy = False
+        if lane.waiting:
+            self._make_ready(lane)
 
 
 def _settle(waiting: list[_Waiting], ack: asyncio.Future) -> None:

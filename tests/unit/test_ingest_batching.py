@@ -43,8 +43,21 @@ class FakeBatch:
 
 
 class FakeCluster:
+    def __init__(self) -> None:
+        self.partitions = PARTITIONS
+        self.listeners = []
+
     def partitions_for_topic(self, topic: str) -> set[int]:
-        return set(range(PARTITIONS))
+        return set(range(self.partitions))
+
+    def add_listener(self, listener) -> None:
+        self.listeners.append(listener)
+
+    def updated(self, partitions: int) -> None:
+        """A metadata update, as aiokafka reports it to listeners."""
+        self.partitions = partitions
+        for listener in self.listeners:
+            listener(self)
 
 
 class FakeProducer:
@@ -166,6 +179,19 @@ async def test_a_full_batch_continues_in_the_next_one_in_order():
     await settle_all(producer, [asyncio.create_task(batcher.send(r)) for r in records])
     assert [len(b.records) for _, b, _ in producer.submitted] == [3, 3, 3, 1]
     assert producer.values(partition_of(records[0])) == [r.value for r in records]
+
+
+async def test_a_partition_count_change_in_the_metadata_moves_keys_as_kafkas_partitioner_does():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    records = [record(i) for i in range(10)]
+    await asyncio.gather(*(batcher.send(r) for r in records), settle_soon(producer))
+    producer.client.cluster.updated(12)
+    producer.submitted.clear()
+    await asyncio.gather(*(batcher.send(r) for r in records), settle_soon(producer))
+    for r in records:
+        partition = DefaultPartitioner()(r.key, list(range(12)), list(range(12)))
+        assert r.value in producer.values(partition)
 
 
 async def test_a_failed_batch_fails_every_request_in_it_and_only_those():
