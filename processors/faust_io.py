@@ -106,7 +106,7 @@ async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> 
     lost for good. Here a batch is acknowledged after the loop body has finished with it, so an interrupted batch
     is replayed by the partition's next owner.
     """
-    async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+    async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_ms / 1000):
         yield events
         for event in events:
             await stream.ack(event)

@@ -46,7 +46,9 @@ class ProcessorSettings:
     producer_linger_ms: int = 10
     """How long the producer waits to fill a batch; bounds the added latency of every derived record."""
     batch_size: int = 1000
-    batch_within_s: float = 0.05
+    """Most events taken per batch (each table key is written once per batch)."""
+    batch_within_ms: int = 10
+    """Longest wait for a batch to fill: added to the latency of every derived record, once per stage."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -69,5 +71,6 @@ class ProcessorSettings:
             idle_after_ms=env_duration_ms("IDLE_AFTER", "60s", environ),
             session_timeout_ms=env_duration_ms("SESSION_TIMEOUT", "30s", environ),
             batch_size=env_int("PROCESSOR_BATCH_SIZE", 1000, environ),
+            batch_within_ms=env_duration_ms("PROCESSOR_BATCH_WITHIN", "10ms", environ),
             producer_linger_ms=env_int("PRODUCER_LINGER_MS", 10, environ),
         )
