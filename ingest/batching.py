@@ -59,8 +59,8 @@ class PartitionBatcher:
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._ready: list[_Lane] = []
         self._submitter: asyncio.Task[None] | None = None
-        self._cohort: list[_Waiting] | None = None
-        """The requests of this loop iteration: they share one deadline timer."""
+        self._cohort: list[asyncio.Future[None]] | None = None
+        """The requests of this loop iteration: they share one deadline timer (which holds no record)."""
         self._partitions: dict[str, list[int]] = {}
         """Sorted partition ids per topic, forgotten on every metadata update (aiokafka builds a new set per call)."""
         producer.client.cluster.add_listener(self._metadata_updated)
@@ -75,9 +75,8 @@ class PartitionBatcher:
         if lane is None:
             lane = self._lanes[tp] = _Lane(*tp)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiting = (record, future)
-        lane.waiting.append(waiting)
-        self._joined_cohort().append(waiting)
+        lane.waiting.append((record, future))
+        self._joined_cohort().append(future)
         if not lane.busy:
             self._make_ready(lane)
         await future
@@ -92,12 +91,11 @@ class PartitionBatcher:
     def _metadata_updated(self, cluster: object) -> None:
         self._partitions.clear()
 
-    def _joined_cohort(self) -> list[_Waiting]:
+    def _joined_cohort(self) -> list[asyncio.Future[None]]:
         if self._cohort is None:
             loop = asyncio.get_running_loop()
             self._cohort = []
-            loop.call_later(self._deadline_s, _fail, self._cohort,
-                            TimeoutError("no acknowledgement within the publish deadline"))
+            loop.call_later(self._deadline_s, _expire, self._cohort)
             loop.call_soon(self._close_cohort)
         return self._cohort
 
@@ -171,6 +169,13 @@ def _settle(waiting: list[_Waiting], ack: asyncio.Future) -> None:
     for _, future in waiting:
         if not future.done():
             future.set_result(None)
+
+
+def _expire(cohort: list[asyncio.Future[None]]) -> None:
+    """The publish deadline of ``cohort`` passed: whoever still waits gets ``TimeoutError``."""
+    for future in cohort:
+        if not future.done():
+            future.set_exception(TimeoutError("no acknowledgement within the publish deadline"))
 
 
 def _fail(waiting: list[_Waiting], error: BaseException) -> None:
