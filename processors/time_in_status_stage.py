@@ -32,6 +32,7 @@ from aiokafka.partitioner import murmur2
 from onduty.env import format_duration
 from processors.faust_io import (
     StructTable,
+    default_partition,
     struct_table,
     output_topic,
     raw_topic,
@@ -92,10 +93,46 @@ class PartitionClock(msgspec.Struct):
     """Highest plausible event ``date`` seen on the partition, or moved on by idle advance."""
     last_event_wall_ms: int = 0
     """Wall-clock time of the latest event, for idle advance."""
-    next_close_ms: dict[str, int] = {}
-    """Per agent of the partition: the watermark at which its next window closes."""
     event_max_date_ms: int | None = None
     """Highest plausible event ``date`` seen on the partition from events alone (idle advance excluded)."""
+
+
+class CloseSchedule:
+    """Per source partition, the agents with open windows and the watermark at which each one's next window closes.
+
+    It follows from the agents' timelines (``TimeInStatusCore.next_close_ms``), so it is kept in memory only: a
+    partition's schedule is rebuilt from the ``tis-agents`` table the first time the partition is used after an
+    assignment change. (Kept in the partition's clock record, it was re-encoded and re-sent with every batch: a
+    few KB per partition and batch however few events the batch held.)
+    """
+
+    def __init__(self, core: TimeInStatusCore, agent_table: StructTable, partitions: int) -> None:
+        self.core = core
+        self.agent_table = agent_table
+        self.partitions = partitions
+        self._by_partition: dict[int, dict[str, int]] = {}
+
+    def forget(self) -> None:
+        """After an assignment change: rebuild each partition's schedule when it is next used."""
+        self._by_partition.clear()
+
+    def of(self, partition: int) -> dict[str, int]:
+        """agent id -> watermark at which its next window closes, for the agents of ``partition``."""
+        schedule = self._by_partition.get(partition)
+        if schedule is None:
+            schedule = self._by_partition[partition] = {}
+            for key, state in self.agent_table.data.items():
+                if default_partition(key, self.partitions) == partition:
+                    self.update(partition, state)
+        return schedule
+
+    def update(self, partition: int, state: AgentTimeline) -> None:
+        schedule = self.of(partition)
+        next_close = self.core.next_close_ms(state)
+        if next_close is None:
+            schedule.pop(state.agent_id, None)
+        else:
+            schedule[state.agent_id] = next_close
 
 
 class CallCenterClock(msgspec.Struct):
@@ -291,6 +328,15 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     cc_clock_table = struct_table(app, "tis-cc-clock", CallCenterClock, partitions,
                                   "Source watermarks per contributions partition")
     keys = partition_keys(partitions)
+    close_schedule = CloseSchedule(core, agent_table, partitions)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
+        close_schedule.forget()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: faust.App, assigned: set, **kwargs: object) -> None:
+        close_schedule.forget()
     contributions_name = contributions.get_topic_name()
 
     def agent_batch(items: Sequence[RawEvent | Tick], outbox: Outbox) -> None:
@@ -341,16 +387,13 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             watermark = core.watermark(clock.max_date_ms)
             if watermark is not None and watermark != before[partition]:
                 advanced[partition] = watermark
-            due = {a for a, at in clock.next_close_ms.items() if watermark is not None and at <= watermark}
+            schedule = close_schedule.of(partition)
+            due = {a for a, at in schedule.items() if watermark is not None and at <= watermark}
             due |= touched.get(partition, set())
             for agent_id in sorted(due):
                 state, store = timeline_of(agent_id)
                 out.extend(core.close(state, store, watermark)[1])
-                next_close = core.next_close_ms(state)
-                if next_close is None:
-                    clock.next_close_ms.pop(agent_id, None)
-                else:
-                    clock.next_close_ms[agent_id] = next_close
+                close_schedule.update(partition, state)
 
         for interval in out.intervals:
             outbox.send(t.STATUS_INTERVALS, interval.agent_id.encode(), encode(interval))
