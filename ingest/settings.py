@@ -34,6 +34,9 @@ class IngestSettings:
     """Clock skew tolerated when a token carries ``exp`` or ``nbf``."""
     kafka_request_timeout_ms: int = 10_000
     shutdown_timeout_ms: int = 10_000
+    gc_young_threshold: int = 10_000
+    """Allocations between collections of the cyclic GC's youngest generation while the service runs (Python's
+    default, 700, means a collection every ~100 requests, each walking the objects of every request in flight)."""
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return f"IngestSettings(port={self.port}, secrets={len(self.webhook_secrets)}, " \
@@ -51,6 +54,8 @@ class IngestSettings:
             raise ConfigurationError(
                 "ONDUTY_MAX_BODY_BYTES, ONDUTY_SPOOL_MAX_BYTES and ONDUTY_PUBLISH_DEADLINE must be positive"
             )
+        if self.gc_young_threshold <= 0:
+            raise ConfigurationError("gc_young_threshold must be positive (0 would disable the cyclic GC)")
         return self
 
     @classmethod

@@ -6,6 +6,7 @@ Kafka is replaced by an in-memory publisher; everything else (verification, sche
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import hmac
 import json
@@ -285,3 +286,18 @@ async def test_healthz_readyz_and_metrics(client):
     assert "onduty_ingest_publish_latency_seconds_count 1" in text
     assert "onduty_ingest_spool_depth 0" in text
     assert "onduty_ingest_producer_errors_total 0" in text
+
+
+async def test_gc_is_tuned_while_serving_and_restored_at_shutdown(settings):
+    before = gc.get_threshold()
+    client = TestClient(TestServer(create_app(replace(settings, gc_young_threshold=12_345),
+                                              publisher=MemoryPublisher())))
+    await client.start_server()
+    try:
+        assert gc.get_threshold() == (12_345, *before[1:])
+        assert gc.get_freeze_count() > 0  # what start-up built is never walked by later collections
+        assert (await post(client, sign(SPEC_SAMPLE)))[0] == 202
+    finally:
+        await client.close()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
