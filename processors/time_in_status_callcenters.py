@@ -64,6 +64,14 @@ class WatermarkMarker(msgspec.Struct):
     watermark_ms: int
 
 
+class ContributionBatch(msgspec.Struct, omit_defaults=True):
+    """Internal re-key topic record: one agent-stage batch's contributions to the call centers of one partition,
+    then the source watermarks that batch reached (applied in this order)."""
+
+    contributions: list[CallCenterContribution] = []
+    watermarks: list[WatermarkMarker] = []
+
+
 def contribution_key(size_ms: int, start_ms: int) -> str:
     return f"{size_ms}:{start_ms}"
 

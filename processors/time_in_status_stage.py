@@ -2,8 +2,9 @@
 
 raw events (key agent id) [+ ticks, live mode] --TimeInStatusStage.handle_raw_batch--> tables tis-agents, tis-history,
     tis-clock; onduty.status-intervals.v1, onduty.agent-time-in-status.v1, onduty.late-events.v1;
-    contributions topic (re-keyed by call center id) + watermark markers to each of its partitions
-contributions (key call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
+    contributions topic: per batch, one ContributionBatch per partition (its call centers' contributions, then
+    the source watermarks reached)
+contributions (partitioned by call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
     onduty.callcenter-time-in-status.v1
 
 The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``take_batches``) this
@@ -55,6 +56,7 @@ from processors.time_in_status_callcenters import (
     CallCenterWindow,
     SourceWatermarks,
     WatermarkMarker,
+    ContributionBatch,
     apply_contribution,
     close,
     contribution_key,
@@ -66,8 +68,10 @@ from schemas.time_in_status import CallCenterTimeInStatus
 
 log = logging.getLogger(__name__)
 
+BATCH_KEY = b"~batch"
+"""Key of ``ContributionBatch`` records on the contributions topic (each sent to an explicit partition)."""
 MARKER_KEY = b"~watermark"
-"""Key of watermark markers on the contributions topic (sent to an explicit partition)."""
+"""Key of a single watermark marker, as versions before ``ContributionBatch`` sent them (still read)."""
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -177,6 +181,7 @@ def now_ms() -> int:
 
 _contribution_decoder = msgspec.json.Decoder(CallCenterContribution)
 _marker_decoder = msgspec.json.Decoder(WatermarkMarker)
+_batch_decoder = msgspec.json.Decoder(ContributionBatch)
 
 
 class TableChunkStore(ChunkStore):
@@ -400,16 +405,19 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for record in out.agent_windows:
             key = window_record_key(record.agent_id, record.window_size_ms, record.window_start_ms)
             outbox.send(t.AGENT_TIME_IN_STATUS, key.encode(), encode(record))
-        for contribution in out.contributions:
-            outbox.send(contributions_name, contribution.call_center_id.encode(), encode(contribution))
         for late in out.late:
             log.info("late event for agent %s at %d: %s", late.agent_id, late.date_ms, late.reason)
             outbox.send(t.LATE_EVENTS, late.agent_id.encode(), encode(late))
-        # after the contributions in each partition: the watermark that lets call centers close their windows
-        for partition, watermark in advanced.items():
-            marker = encode(WatermarkMarker(partition, watermark))
-            for target in range(partitions):
-                outbox.send(contributions_name, MARKER_KEY, marker, partition=target)
+        # One record per contributions partition: the batch's contributions to its call centers, then the
+        # watermarks that let them close their windows (every partition needs every source's watermark).
+        packed = {target: ContributionBatch([], []) for target in range(partitions)} if advanced else {}
+        for contribution in out.contributions:
+            target = default_partition(contribution.call_center_id.encode(), partitions)
+            packed.setdefault(target, ContributionBatch([], [])).contributions.append(contribution)
+        markers = [WatermarkMarker(partition, watermark) for partition, watermark in sorted(advanced.items())]
+        for target, record in sorted(packed.items()):
+            record.watermarks = markers
+            outbox.send(contributions_name, BATCH_KEY, encode(record), partition=target)
         for agent_id, state in timelines.items():
             if not state.seq:  # only rejected events (late-events topic): the agent stays unknown
                 continue
@@ -429,22 +437,32 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
                 clocks[partition] = cc_clock_table.lookup(keys[partition]) or CallCenterClock()
             return clocks[partition]
 
-        for event in events:
-            message = event.message
-            clock = clock_of(message.partition)
-            if message.key == MARKER_KEY:
-                marker = _marker_decoder.decode(message.value)
-                known = clock.sources.by_partition.get(marker.partition)
-                clock.sources.by_partition[marker.partition] = max(known or marker.watermark_ms, marker.watermark_ms)
-                continue
-            contribution = _contribution_decoder.decode(message.value)
+        def contribute(clock: CallCenterClock, contribution: CallCenterContribution) -> None:
             cc = contribution.call_center_id
             if cc not in timelines:
                 timelines[cc] = store.load(cc)
             store.ensure(timelines[cc], contribution_key(contribution.window_size_ms, contribution.window_start_ms))
-            records += apply_contribution(timelines[cc], contribution, clock.sources.minimum())
+            records.extend(apply_contribution(timelines[cc], contribution, clock.sources.minimum()))
             if cc not in clock.pending:
                 clock.pending.append(cc)
+
+        def advance(clock: CallCenterClock, marker: WatermarkMarker) -> None:
+            known = clock.sources.by_partition.get(marker.partition)
+            clock.sources.by_partition[marker.partition] = max(known or marker.watermark_ms, marker.watermark_ms)
+
+        for event in events:
+            message = event.message
+            clock = clock_of(message.partition)
+            if message.key == BATCH_KEY:
+                batch = _batch_decoder.decode(message.value)
+                for contribution in batch.contributions:
+                    contribute(clock, contribution)
+                for marker in batch.watermarks:
+                    advance(clock, marker)
+            elif message.key == MARKER_KEY:
+                advance(clock, _marker_decoder.decode(message.value))
+            else:
+                contribute(clock, _contribution_decoder.decode(message.value))
         for clock in clocks.values():
             watermark = clock.sources.minimum()
             still_open = []
