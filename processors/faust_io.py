@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -99,14 +100,89 @@ def struct_table(app: faust.App, name: str, struct: type[msgspec.Struct], partit
 
 
 async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> "AsyncIterator[list[faust.EventT]]":
-    """Batches of events, each acknowledged only once the caller is done with it.
+    """Batches of events whose wait grows with the load, each acknowledged only once the caller is done with it.
+
+    Faust's ``noack_take(max, within)`` (whose loop this follows) waits a fixed ``within`` for a batch to fill. A
+    short wait keeps latency low under light load but makes small batches when a backlog is being worked off (the
+    buffer only fills while the wait runs), and every batch costs a few record batches and round trips however
+    small it is; a long wait does the opposite. Here the wait for the next batch is ``batch_within_ms``, or
+    ``batch_max_wait_ms`` while the stream is behind by at least a full batch (its consumer lag, from the
+    partitions' high watermarks): light traffic flows through in milliseconds, a backlog or a replay is worked off
+    in large batches.
 
     Faust's ``take``/``take_events`` acknowledge a batch in a ``finally`` block, i.e. also when the agent is cancelled
     half-way through it (a worker being stopped): the offsets would be committed and the rest of that batch's work
     lost for good. Here a batch is acknowledged after the loop body has finished with it, so an interrupted batch
     is replayed by the partition's next owner.
     """
-    async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_ms / 1000):
-        yield events
-        for event in events:
-            await stream.ack(event)
+    max_size = settings.batch_size
+    shortest = settings.batch_within_ms / 1000
+    longest = max(shortest, settings.batch_max_wait_ms / 1000)
+    buffer: list[faust.EventT] = []
+    buffer_full = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    consuming: asyncio.Future | None = None
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:  # the previous batch is being handled: wait for it
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches found no current event")
+            buffer.append(event)
+            if len(buffer) >= max_size:
+                buffer_full.set()
+                buffer_consumed.clear()
+                await stream.wait(buffer_consumed)  # never more than max_size in a batch
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to the batch buffer: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged here, after the batch was handled
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))  # noqa: SLF001 (as noack_take: the stream drains in the background)
+    wait = shortest
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(buffer_full, timeout=wait)
+            if not buffer:
+                continue
+            consuming = asyncio.get_running_loop().create_future()
+            events = list(buffer)
+            try:
+                yield events
+                for event in events:
+                    await stream.ack(event)
+            finally:
+                buffer.clear()
+                if not consuming.done():
+                    consuming.set_result(None)
+                buffer_full.clear()
+                buffer_consumed.set()
+            wait = longest if _behind(stream, events, max_size) else shortest
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)  # noqa: SLF001
+
+
+def _behind(stream: faust.StreamT, events: list[faust.EventT], lag: int) -> bool:
+    """Whether, after ``events``, at least ``lag`` more records wait in their partitions (together)."""
+    last: dict[Any, int] = {}
+    for event in events:
+        last[event.message.tp] = event.message.offset
+    consumer = stream.app.consumer
+    waiting = 0
+    for tp, offset in last.items():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            waiting += max(0, highwater - offset - 1)
+    return waiting >= lag

@@ -48,7 +48,9 @@ class ProcessorSettings:
     batch_size: int = 1000
     """Most events taken per batch (each table key is written once per batch)."""
     batch_within_ms: int = 10
-    """Longest wait for a batch to fill: added to the latency of every derived record, once per stage."""
+    """Wait for a batch to fill under light load: added to the latency of every derived record, once per stage."""
+    batch_max_wait_ms: int = 200
+    """Wait for a batch to fill after a full batch (a backlog): larger batches cost far less per event."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -72,5 +74,6 @@ class ProcessorSettings:
             session_timeout_ms=env_duration_ms("SESSION_TIMEOUT", "30s", environ),
             batch_size=env_int("PROCESSOR_BATCH_SIZE", 1000, environ),
             batch_within_ms=env_duration_ms("PROCESSOR_BATCH_WITHIN", "10ms", environ),
+            batch_max_wait_ms=env_duration_ms("PROCESSOR_BATCH_MAX_WAIT", "200ms", environ),
             producer_linger_ms=env_int("PRODUCER_LINGER_MS", 10, environ),
         )
