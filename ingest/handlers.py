@@ -40,20 +40,19 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 async def receive_agent_status(request: web.Request) -> web.Response:
     """``POST /webhooks/dialpad/agent-status``: verify, validate, keep, answer."""
     app = request.app
-    settings, metrics = app[keys.SETTINGS], app[keys.METRICS]
+    settings, delivery = app[keys.SETTINGS], app[keys.DELIVERY]
     received_ms = time.time_ns() // 1_000_000
     try:
         verified = app[keys.VERIFIER].verify_body(await _read_body(request, settings.max_body_bytes))
         try:
             event = decode_event(verified)
         except InvalidEvent as invalid:
-            await app[keys.DELIVERY].keep(rejected_record(verified, invalid, settings.rejected_topic, received_ms))
+            await delivery.keep(rejected_record(verified, invalid, settings.rejected_topic, received_ms))
             raise
-        record = event_record(event, settings.raw_topic, received_ms)
-        outcome = await app[keys.DELIVERY].keep(record)
+        outcome = await delivery.keep(event_record(event, settings.raw_topic, received_ms))
     except IngestError as exc:
-        return _error_response(exc, metrics)
-    metrics.requests[outcome] += 1
+        return _error_response(exc, delivery.metrics)
+    delivery.metrics.requests[outcome] += 1
     return web.Response(status=202, body=_ACCEPTED["kafka" if outcome == "published" else "spool"],
                         content_type="application/json")
 

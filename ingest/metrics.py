@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 
@@ -26,10 +27,9 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.count += 1
         self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+        i = bisect.bisect_left(self.buckets, value)  # the first bound >= value
+        if i < len(self.counts):
+            self.counts[i] += 1
 
     def render(self, name: str) -> list[str]:
         lines, cumulative = [], 0
