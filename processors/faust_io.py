@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +15,8 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from schemas.topics import TopicSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from processors.settings import ProcessorSettings
@@ -99,6 +104,67 @@ def struct_table(app: faust.App, name: str, struct: type[msgspec.Struct], partit
     return app.tables.add(table)
 
 
+class BatchesInFlight:
+    """The batches a worker is handling or delivering; a rebalance waits for them before the worker rejoins.
+
+    A batch's table writes and records reach Kafka when its outbox is delivered, after an await. If its partitions
+    moved to another worker meanwhile, the new owner would start from the table changelog without them, and the
+    late records would land after the new owner's, so a compacted topic's last record for a key could be stale.
+    Faust awaits its ``on_partitions_revoked`` signal before the worker rejoins the group, and its
+    ``on_before_shutdown`` signal before a stopping worker's agents are cancelled and its consumer leaves the
+    group: the handlers wait there until no batch is in flight (at most ``timeout_s``). ``take_batches`` drops
+    the events of partitions no longer assigned, and starts no batch once the worker is stopping (the next owner
+    replays them from the committed offset).
+    """
+
+    def __init__(self, app: faust.App, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.stopping = False
+        """Set when the worker begins to stop: no batch is started after that."""
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        app.on_before_shutdown.connect(self._on_before_shutdown)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if not self._count:
+                self._idle.set()
+
+    async def _on_partitions_revoked(self, sender: faust.App, revoked: Any, **kwargs: Any) -> None:
+        await self._wait_idle("partitions revoked")
+
+    async def _on_before_shutdown(self, sender: faust.App, **kwargs: Any) -> None:
+        # Faust sends this before the agents are cancelled and the consumer leaves the group: a batch cancelled
+        # half-way through its delivery would leave records queued in the producer, landing after the new owner's.
+        self.stopping = True
+        await self._wait_idle("worker stopping")
+
+    async def _wait_idle(self, why: str) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.timeout_s)
+        except TimeoutError:
+            log.warning("%s while %d batch(es) were still being delivered after %.0f s: their records may land "
+                        "after the partitions' next owner's", why, self._count, self.timeout_s)
+
+
+_in_flight: "weakref.WeakKeyDictionary[faust.App, BatchesInFlight]" = weakref.WeakKeyDictionary()
+
+
+def batches_in_flight(app: faust.App, settings: "ProcessorSettings") -> BatchesInFlight:
+    """The app's ``BatchesInFlight`` (one per app, shared by all its agents)."""
+    if app not in _in_flight:
+        _in_flight[app] = BatchesInFlight(app, settings.session_timeout_ms / 2000)
+    return _in_flight[app]
+
+
 async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> "AsyncIterator[list[faust.EventT]]":
     """Batches of events whose wait grows with the load, each acknowledged only once the caller is done with it.
 
@@ -146,6 +212,7 @@ async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> 
             await stream.crash(exc)
         return value
 
+    in_flight = batches_in_flight(stream.app, settings)
     enable_acks = stream.enable_acks
     stream.enable_acks = False  # acknowledged here, after the batch was handled
     stream.add_processor(add_to_buffer)
@@ -159,9 +226,14 @@ async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> 
             consuming = asyncio.get_running_loop().create_future()
             events = list(buffer)
             try:
-                yield events
-                for event in events:
-                    await stream.ack(event)
+                # events of partitions revoked while they waited here belong to their new owner now
+                assigned = stream.app.consumer.assignment()
+                events = [event for event in events if event.message.tp in assigned]
+                if events and not in_flight.stopping:  # a stopping worker leaves them to the next owner
+                    with in_flight.batch():
+                        yield events
+                        for event in events:
+                            await stream.ack(event)
             finally:
                 buffer.clear()
                 if not consuming.done():
