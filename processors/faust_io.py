@@ -113,18 +113,21 @@ class BatchesInFlight:
     Faust awaits its ``on_partitions_revoked`` signal before the worker rejoins the group, and its
     ``on_before_shutdown`` signal before a stopping worker's agents are cancelled and its consumer leaves the
     group: the handlers wait there until no batch is in flight (at most ``timeout_s``). ``take_batches`` drops
-    the events of partitions no longer assigned, and starts no batch once the worker is stopping (the next owner
-    replays them from the committed offset).
+    the events of partitions no longer assigned, and starts no batch from a revocation to the next assignment or
+    once the worker is stopping (whoever owns the partitions next replays them from the committed offset).
     """
 
     def __init__(self, app: faust.App, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.stopping = False
         """Set when the worker begins to stop: no batch is started after that."""
+        self.rebalancing = False
+        """Set from a revocation to the next assignment: no batch is started meanwhile."""
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.on_before_shutdown.connect(self._on_before_shutdown)
 
     @contextlib.contextmanager
@@ -139,7 +142,11 @@ class BatchesInFlight:
                 self._idle.set()
 
     async def _on_partitions_revoked(self, sender: faust.App, revoked: Any, **kwargs: Any) -> None:
+        self.rebalancing = True
         await self._wait_idle("partitions revoked")
+
+    async def _on_partitions_assigned(self, sender: faust.App, assigned: Any, **kwargs: Any) -> None:
+        self.rebalancing = False
 
     async def _on_before_shutdown(self, sender: faust.App, **kwargs: Any) -> None:
         # Faust sends this before the agents are cancelled and the consumer leaves the group: a batch cancelled
@@ -229,7 +236,8 @@ async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> 
                 # events of partitions revoked while they waited here belong to their new owner now
                 assigned = stream.app.consumer.assignment()
                 events = [event for event in events if event.message.tp in assigned]
-                if events and not in_flight.stopping:  # a stopping worker leaves them to the next owner
+                # during a rebalance or a shutdown they are left to whoever owns their partitions next
+                if events and not (in_flight.stopping or in_flight.rebalancing):
                     with in_flight.batch():
                         yield events
                         for event in events:
