@@ -1,0 +1,156 @@
+"""The Outbox without a broker: where records go, in which order the two phases are submitted, what a table sees.
+
+The producer here only records what it is handed (the real aiokafka ``BatchBuilder`` is used, and read back with
+aiokafka's own record parser); the whole path against Kafka is covered by the processor integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import msgspec
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
+from processors.faust_io import default_partition
+from processors.outbox import Outbox
+
+PARTITIONS = 8
+
+
+class Value(msgspec.Struct):
+    n: int
+
+
+class RecordingProducer:
+    """What the Outbox asks of aiokafka's producer: batches, submitted per topic partition, acknowledged later."""
+
+    def __init__(self, batch_size: int = 256 * 1024) -> None:
+        self.batch_size = batch_size
+        self.submitted: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
+        self.unacknowledged: list[asyncio.Future] = []
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_size, 0)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(PARTITIONS))
+
+    async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future:
+        batch = MemoryRecords(bytes(builder._build())).next_batch()
+        self.submitted.append((topic, partition, [(r.key, r.value) for r in batch]))
+        future = asyncio.get_running_loop().create_future()
+        self.unacknowledged.append(future)
+        return future
+
+    async def acknowledge_all(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            pending = [f for f in self.unacknowledged if not f.done()]
+            if not pending:
+                return
+            for future in pending:
+                future.set_result(None)
+
+
+class FakeTable:
+    """The parts of a ``StructTable`` the Outbox uses: its data, changelog topic and key partitioning."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.data: dict[bytes, object] = {}
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: f"app-{name}-changelog")
+
+    def partition_for_key(self, key: bytes) -> int:
+        return default_partition(key, PARTITIONS)
+
+
+def outbox_with(producer: RecordingProducer) -> Outbox:
+    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+    return Outbox(app)  # type: ignore[arg-type]
+
+
+async def deliver(outbox: Outbox, producer: RecordingProducer) -> None:
+    delivery = asyncio.create_task(outbox.deliver())
+    while not delivery.done():
+        await producer.acknowledge_all()
+    await delivery
+
+
+def test_default_partition_is_the_default_partitioners_choice():
+    partitioner = DefaultPartitioner()
+    for key in [b"1", b"42", b"6100000000000000", "agent-é".encode(), b"cc#agent", b""]:
+        assert default_partition(key, PARTITIONS) == partitioner(key, list(range(PARTITIONS)), list(range(PARTITIONS)))
+
+
+async def test_records_go_to_their_keys_partitions_in_order_one_batch_per_partition():
+    producer = RecordingProducer()
+    outbox = outbox_with(producer)
+    sent = [(f"agent-{i % 5}".encode(), f"v{i}".encode()) for i in range(40)]
+    for key, value in sent:
+        outbox.send("out", key, value)
+    outbox.send("out", b"marker", b"m", partition=3)
+    await deliver(outbox, producer)
+
+    by_partition = {partition: records for topic, partition, records in producer.submitted}
+    assert len(producer.submitted) == len(by_partition)  # one batch per topic partition
+    for key, value in sent:
+        assert (key, value) in by_partition[default_partition(key, PARTITIONS)]
+    for records in by_partition.values():  # arrival order kept within a partition
+        assert records == [r for r in [*sent, (b"marker", b"m")] if r in records]
+    assert (b"marker", b"m") in by_partition[3]
+
+
+async def test_records_are_acknowledged_before_any_changelog_record_is_submitted():
+    producer = RecordingProducer()
+    outbox = outbox_with(producer)
+    table = FakeTable("state")
+    outbox.put(table, "a", Value(1))
+    outbox.send("out", b"a", b"record")
+    delivery = asyncio.create_task(outbox.deliver())
+    await asyncio.sleep(0.01)
+    assert [topic for topic, _, _ in producer.submitted] == ["out"]  # the changelog waits for the records
+    while not delivery.done():
+        await producer.acknowledge_all()
+    assert [topic for topic, _, _ in producer.submitted] == ["out", "app-state-changelog"]
+
+
+async def test_a_table_sees_its_writes_at_once_and_its_changelog_gets_the_last_write_per_key():
+    producer = RecordingProducer()
+    outbox = outbox_with(producer)
+    table = FakeTable("state")
+    table.data[b"gone"] = Value(0)
+    outbox.put(table, "a", Value(1))
+    outbox.put(table, "a", Value(2))
+    outbox.put(table, "b", Value(3))
+    outbox.delete(table, "gone")
+    outbox.delete(table, "never-there")  # nothing to delete: no tombstone
+    assert table.data == {b"a": Value(2), b"b": Value(3)}
+    await deliver(outbox, producer)
+
+    changelog = {key: value for _, _, records in producer.submitted for key, value in records}
+    assert changelog == {b"a": b'{"n":2}', b"b": b'{"n":3}', b"gone": None}
+    partitions = {key: partition for _, partition, records in producer.submitted for key, _ in records}
+    assert partitions == {key: default_partition(key, PARTITIONS) for key in changelog}
+
+
+async def test_a_record_larger_than_a_batch_goes_alone_in_one_of_its_own():
+    producer = RecordingProducer(batch_size=1024)
+    outbox = outbox_with(producer)
+    big = b"x" * 4096
+    outbox.send("out", b"k", b"small", partition=0)
+    outbox.send("out", b"k", big, partition=0)
+    outbox.send("out", b"k", b"after", partition=0)
+    await deliver(outbox, producer)
+    assert [records for _, _, records in producer.submitted] == [
+        [(b"k", b"small")], [(b"k", big)], [(b"k", b"after")]]
+
+
+async def test_a_record_without_key_or_partition_is_refused():
+    outbox = outbox_with(RecordingProducer())
+    outbox.send("out", None, b"v")
+    with pytest.raises(ValueError, match="neither a key nor a partition"):
+        await outbox.deliver()
