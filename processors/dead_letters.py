@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 class DeadLetterSender:
     def __init__(self, app: faust.App, spec: TopicSpec) -> None:
         assert spec.name == DEAD_LETTER
-        self.app = app
         self.topic = output_topic(app, spec)
 
     def send(self, outbox: Outbox, message: faust.types.Message, error: SchemaError) -> None:

@@ -64,7 +64,6 @@ class StructTable(faust.Table):
 
     def __init__(self, *args: Any, struct: type[msgspec.Struct], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.struct = struct
         self._decoder = msgspec.json.Decoder(struct)
 
     def lookup(self, key: str) -> Any:

@@ -40,9 +40,6 @@ class Outbox:
         self._records: dict[str, list[tuple[int | None, Record]]] = {}
         self._changelog: dict[tuple[str, int], dict[bytes, Record]] = {}
 
-    def __len__(self) -> int:
-        return sum(map(len, self._records.values())) + sum(map(len, self._changelog.values()))
-
     def send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
              timestamp_ms: int | None = None) -> None:
         self._records.setdefault(topic, []).append((partition, (key, value, timestamp_ms)))

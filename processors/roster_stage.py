@@ -6,10 +6,11 @@ roster-changes (key call center id) --apply_roster_changes--> callcenter-agents 
                                                 onduty.callcenter-agents.v1, onduty.callcenter-summary.v1
 
 The rules live in ``agent_state.py`` and ``callcenter_roster.py``; this module only calls them, writes tables
-and queues records on the batch's ``Outbox`` (records delivered before the tables' changelog records). Within a batch, each table key is written once and each compacted output key is sent once (its
-latest value): consumers of compacted topics see the same final state, with far fewer records under load.
-The re-key topic carries one record per call center per batch, holding that batch's changes for it, so the
-call-center stage handles few records and can take them one at a time.
+and queues records on the batch's ``Outbox`` (records delivered before the tables' changelog records). Within a
+batch, each table key is written once and each compacted output key is sent once (its latest value): consumers
+of compacted topics see the same final state, with far fewer records under load. The re-key topic carries one
+record per call center per batch, holding that batch's changes for it, so the call-center stage handles few
+records.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ _changes_decoder = msgspec.json.Decoder(list[RosterChange])
 class RosterStage:
     """The agent-keyed half of the roster (a raw batch handler) and both tables, for the query views."""
 
-    app: faust.App
     agent_table: StructTable
     membership_table: StructTable
     summary_table: StructTable
@@ -184,7 +184,7 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
                                     prefixed=True)
     summary_table = struct_table(app, "callcenter-summary", CallCenterSummaryRecord, partitions,
                                  "On-duty counts of each call center")
-    stage = RosterStage(app, agent_table, membership_table, summary_table, changes.get_topic_name(), dead_letters)
+    stage = RosterStage(agent_table, membership_table, summary_table, changes.get_topic_name(), dead_letters)
 
     @app.agent(changes, name="apply-roster-changes")
     async def apply_roster_changes(stream: faust.StreamT) -> None:

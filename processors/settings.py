@@ -50,7 +50,7 @@ class ProcessorSettings:
     batch_within_ms: int = 10
     """Wait for a batch to fill under light load: added to the latency of every derived record, once per stage."""
     batch_max_wait_ms: int = 200
-    """Wait for a batch to fill after a full batch (a backlog): larger batches cost far less per event."""
+    """Wait for a batch to fill while the stream is a full batch behind: larger batches cost far less per event."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import faust
 import msgspec
-from aiokafka.partitioner import murmur2
 
 from onduty.env import format_duration
 from processors.faust_io import (
@@ -163,7 +162,7 @@ def partition_keys(partitions: int) -> list[str]:
     candidate = 0
     while any(k is None for k in keys):
         key = f"~partition-{candidate}"
-        index = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        index = default_partition(key.encode(), partitions)
         if keys[index] is None:
             keys[index] = key
         candidate += 1
