@@ -2,8 +2,9 @@
 answers 202, at 64 connections, requests/s and p50/p99 latency.
 
 The load itself is the ingest developer's ``bench/ingest_load.py`` (issue 3): its servers run in their own
-processes pinned to CPU 0, its aiohttp load generator in this process, pinned to CPU 1 for the duration.
-This module only runs its scenarios for several rounds and turns the figures into table rows.
+processes pinned to CPU 0, its load generator on CPU 1 (wrk when it is on PATH, else its aiohttp client in
+this process; the notes say which). This module only runs its scenarios for several rounds and turns the
+figures into table rows.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ async def ingest_benchmark(bootstrap: str | None, workdir: Path, rounds: int, qu
         raise BenchmarkSkipped("needs a Kafka broker")
     pin = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
     args = argparse.Namespace(bootstrap=bootstrap, requests=5_000 if quick else 20_000, connections=64,
-                              max_seconds=60.0, pin=pin)
+                              max_seconds=60.0, pin=pin, generator="auto")
+    generator = ingest_load.generator_of(args)
     topic = unique("ingest-load")
     await ingest_load.create_topic(bootstrap, topic)
-    bodies = await asyncio.to_thread(ingest_load.tokens, 2000)
+    bodies = await asyncio.to_thread(ingest_load.tokens, 5_000 if quick else 20_000)
     rps = Result("ingest", "requests/s at 64 connections", "req/s", "full service", "bare aiohttp 202",
                  "≥ 0.5× the bare handler")
     p50 = Result("ingest", "latency p50 at 64 connections", "ms", "full service", "bare aiohttp 202", "",
@@ -52,14 +54,22 @@ async def ingest_benchmark(bootstrap: str | None, workdir: Path, rounds: int, qu
             cpu_ratios.append(cpu["bare"] / cpu["full"])
             print(f"  round {round_number + 1}: bare {results['bare']['rps']:,.0f} req/s, full "
                   f"{results['full']['rps']:,.0f} req/s (p99 {results['full']['p99_ms']:.1f} ms), statuses "
-                  f"{results['full']['statuses']}, client CPU {results['full']['client_cpu']:.0%}",
+                  f"{results['full']['statuses']}, {generator} CPU {results['full']['client_cpu']:.0%}",
                   file=sys.stderr, flush=True)
     finally:
         if before is not None:
             os.sched_setaffinity(0, before)
+    if generator == "wrk":
+        amount = (f"wrk (one thread, {len(bodies):,} distinct signed events in rotation), about "
+                  f"{args.requests:,} requests per scenario and round (5 s at least) after a 2 s warm-up")
+        caveat = ""
+    else:
+        amount = (f"the Python aiohttp load generator (wrk not on PATH), {args.requests:,} requests per scenario "
+                  "and round after a warm-up")
+        caveat = (". A Python load generator saturates before a bare server does, so the ratio is an upper bound "
+                  "and the latencies partly its own")
     rps.notes.append(
-        f"{args.requests:,} requests per scenario and round after a warm-up; servers pinned to CPU 0, the Python "
-        f"load generator to CPU 1{'' if pin else ' (not pinned: one CPU)'}; server CPU per request bare/full "
-        f"{', '.join(f'{x:.2f}' for x in cpu_ratios)} (the ratio one saturated core would give). A Python load "
-        "generator saturates before a bare server does, so the ratio is an upper bound")
+        f"{amount}; servers pinned to CPU 0, the generator to CPU 1{'' if pin else ' (not pinned: one CPU)'}; "
+        f"server CPU per request bare/full {', '.join(f'{x:.2f}' for x in cpu_ratios)} (the ratio one saturated "
+        f"core would give){caveat}")
     return [rps, p50, p99]

@@ -1,28 +1,34 @@
 """Load check of the ingest service (not a test): the full service against a bare aiohttp handler, same run.
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 .venv/bin/python bench/ingest_load.py [--requests 20000]
-        [--connections 64] [--max-seconds 60] [--rounds 1] [--no-pin]
+        [--connections 64] [--max-seconds 60] [--rounds 1] [--no-pin] [--generator auto|wrk|python]
 
 Each server runs in its own process on 127.0.0.1 (uvloop when installed), pinned to CPU 0, and the load
-generator (aiohttp client, in this process) to CPU 1 when the machine has two. Scenarios:
+generator to CPU 1 when the machine has two. The generator is ``wrk`` (one thread, a Lua script that POSTs
+signed tokens, rotating through ``--tokens`` distinct ones) when it is on PATH, else an aiohttp client in this
+process; the output says which. Scenarios:
 
 * ``bare``: reads the body and answers 202 (the ceiling);
 * ``full``: ``ingest.create_app`` with HS256 verification, schema validation and acknowledged publishing
   to a real Kafka broker (a fresh topic, a temporary spool).
 
-Bounded in count (``--requests``, after a warm-up) and time (``--max-seconds``) per scenario. Prints
-requests/s, p50/p99 latency and the ratio full/bare; with ``--rounds N`` the two alternate N times and the
-median and range of each figure follow (a shared machine drifts within seconds). Target (issue 3):
-ratio >= 0.5, p99 < 20 ms at 64 connections. A Python load generator is slower than wrk: when it saturates
-its core before the bare server does, the ratio is an upper bound; the CPU share of each process is printed
-to tell.
+Bounded in count (``--requests``, after a warm-up) and time (``--max-seconds``) per scenario; wrk runs
+for a duration instead: a 2 s warm-up, then as long as ``--requests`` take at the warm-up's rate (at least
+5 s, at most ``--max-seconds``). Prints requests/s, p50/p99 latency and the ratio full/bare; with
+``--rounds N`` the two alternate N times and the median and range of each figure follow (a shared machine
+drifts within seconds). Target (issue 3): ratio >= 0.5, p99 < 20 ms at 64 connections. The Python load
+generator is slower than wrk: when it saturates its core before the bare server does, the ratio is an upper
+bound and the latency partly its own; the CPU share of each process is printed to tell.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -87,6 +93,114 @@ def tokens(count: int) -> list[bytes]:
                        algorithm="HS256").encode() for i in range(count)]
 
 
+def generator_of(args: argparse.Namespace) -> str:
+    """``wrk`` or ``python``: what ``--generator`` asks for (``auto``: wrk when it is on PATH)."""
+    wanted = getattr(args, "generator", "auto")
+    if wanted == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    if wanted == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--generator wrk: wrk is not on PATH (Debian: apt-get install wrk)")
+    return wanted
+
+
+# wrk: one Lua state per thread. Each thread formats every request once (the tokens from the file named by
+# the first script argument) and sends them in rotation, starting at its own offset; statuses are counted
+# per thread ("202-spool" when the body says the event went to the spool) and the totals printed as one
+# JSON line by done(). Latencies beyond wrk's --timeout are counted as timeouts, not in the percentiles.
+WRK_SCRIPT = r"""
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  requests_ = {}
+  for line in io.lines(args[1]) do
+    if #line > 0 then
+      table.insert(requests_, wrk.format("POST", args[2], {["Content-Type"] = "application/jwt"}, line))
+    end
+  end
+  position = (id * 7919) % #requests_
+  statuses = {}
+end
+
+function request()
+  position = position + 1
+  if position > #requests_ then position = 1 end
+  return requests_[position]
+end
+
+function response(status, headers, body)
+  local outcome = tostring(status)
+  if status == 202 and body and string.find(body, "spool", 1, true) then outcome = outcome .. "-spool" end
+  statuses[outcome] = (statuses[outcome] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local parts = {}
+  for _, thread in ipairs(threads) do
+    for outcome, count in pairs(thread:get("statuses")) do
+      parts[outcome] = (parts[outcome] or 0) + count
+    end
+  end
+  local statuses = {}
+  for outcome, count in pairs(parts) do table.insert(statuses, string.format('"%s": %d', outcome, count)) end
+  local e = summary.errors
+  io.write(string.format(
+    '\nWRK-RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, "statuses": {%s}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout, table.concat(statuses, ", ")))
+end
+"""
+
+
+def run_wrk(port: int, tokens_file: str, script_file: str, connections: int, seconds: float) -> dict:
+    """One wrk run; its figures, and its CPU share (of one core) over the run."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+               "-s", script_file, f"http://127.0.0.1:{port}{URL_PATH}", "--", tokens_file, URL_PATH]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    output, errors = process.communicate(timeout=seconds + 60)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [line for line in output.decode().splitlines() if line.startswith("WRK-RESULT ")]
+    if process.returncode != 0 or not lines:
+        raise SystemExit(f"wrk failed ({process.returncode}): {errors.decode()[-2000:]}{output.decode()[-2000:]}")
+    result = json.loads(lines[-1].removeprefix("WRK-RESULT "))
+    result["client_cpu"] = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / elapsed
+    return result
+
+
+def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, connections: int,
+                 max_s: float) -> dict:
+    """A 2 s warm-up, then a run sized to about ``requests`` at the warm-up's rate (5 s to ``max_s``)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="ingest-load-") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        warmup = run_wrk(port, tokens_file, script.name, connections, 2)
+        rate = warmup["requests"] / (warmup["duration_us"] / 1e6)
+        seconds = min(max_s, max(5.0, requests / max(rate, 1.0)))
+        cpu_before, wall_before = cpu_seconds(server_pid), time.perf_counter()
+        result = run_wrk(port, tokens_file, script.name, connections, seconds)
+        server_cpu = (cpu_seconds(server_pid) - cpu_before) / (time.perf_counter() - wall_before)
+    elapsed = result["duration_us"] / 1e6
+    statuses = dict(sorted(result["statuses"].items()))
+    for name, count in result["errors"].items():
+        if count and name != "status":  # non-2xx/3xx statuses are counted above already
+            statuses[f"error:{name}"] = count
+    return {
+        "rps": result["requests"] / elapsed, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
+        "count": result["requests"], "statuses": statuses, "elapsed_s": elapsed,
+        "client_cpu": result["client_cpu"], "server_cpu": server_cpu, "generator": "wrk",
+    }
+
+
 async def run_load(port: int, bodies: list[bytes], requests: int, connections: int, max_s: float) -> dict:
     import aiohttp
 
@@ -122,7 +236,7 @@ async def run_load(port: int, bodies: list[bytes], requests: int, connections: i
     return {
         "rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000, "count": len(latencies), "statuses": statuses,
-        "elapsed_s": elapsed, "client_cpu": client_cpu,
+        "elapsed_s": elapsed, "client_cpu": client_cpu, "generator": "python (aiohttp client)",
     }
 
 
@@ -166,13 +280,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str) -> dict:
+    """One scenario: start its server, load it with the generator ``args`` name (see ``generator_of``)."""
+    generator = generator_of(args)
     with tempfile.TemporaryDirectory(prefix="onduty-bench-spool-") as spool_dir:
         process, port = start_server(kind, args, topic, spool_dir)
         try:
-            cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
-            result = new_loop().run_until_complete(
-                run_load(port, bodies, args.requests, args.connections, args.max_seconds))
-            result["server_cpu"] = (cpu_seconds(process.pid) - cpu_before) / (time.perf_counter() - wall_before)
+            if generator == "wrk":
+                tokens_file = Path(spool_dir).parent / f"{Path(spool_dir).name}.tokens"
+                tokens_file.write_bytes(b"\n".join(bodies) + b"\n")
+                try:
+                    result = run_wrk_load(process.pid, port, str(tokens_file), args.requests, args.connections,
+                                          args.max_seconds)
+                finally:
+                    tokens_file.unlink()
+            else:
+                cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
+                result = new_loop().run_until_complete(
+                    run_load(port, bodies, args.requests, args.connections, args.max_seconds))
+                result["server_cpu"] = (cpu_seconds(process.pid) - cpu_before) / (time.perf_counter() - wall_before)
         finally:
             process.terminate()
             process.wait(30)
@@ -191,6 +316,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=1, help="alternate bare and full this many times")
     parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk, the Python aiohttp client, or wrk when it is on PATH (auto)")
+    parser.add_argument("--tokens", type=int, default=20_000, help="distinct signed events to rotate through")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.bootstrap, args.topic, args.spool_dir)
@@ -198,10 +326,14 @@ def main() -> None:
     args.pin = args.pin and hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() >= 2
     if args.pin:
         os.sched_setaffinity(0, {1})
-    bodies = tokens(2000)
+    generator = generator_of(args)
+    bodies = tokens(args.tokens)
     new_loop().run_until_complete(create_topic(args.bootstrap, args.topic))
-    print(f"{args.requests} requests per scenario, {args.connections} connections, "
-          f"{'server on CPU 0, client on CPU 1' if args.pin else 'unpinned'}; topic {args.topic}")
+    amount = (f"{args.requests} requests" if generator == "python" else
+              f"a 2 s warm-up, then about {args.requests} requests (5 to {args.max_seconds:.0f} s)")
+    print(f"load generator: {'wrk (one thread, Lua script)' if generator == 'wrk' else 'Python aiohttp client'}; "
+          f"{amount} per scenario, {args.connections} connections, {len(bodies)} distinct signed events, "
+          f"{'server on CPU 0, generator on CPU 1' if args.pin else 'unpinned'}; topic {args.topic}")
     rounds = []
     for number in range(1, args.rounds + 1):  # bare and full alternate: drift on a shared machine hits both
         results = {kind: measure(kind, args, bodies, args.topic) for kind in ("bare", "full")}
@@ -219,7 +351,9 @@ def main() -> None:
               f"full p99 {summary['full_p99_ms']:.1f} ms (target < 20 ms)")
     if len(rounds) > 1:
         print(f"over {len(rounds)} rounds, median [min–max]:")
-        for name, unit in (("ratio", ""), ("cpu_ratio", ""), ("full_p50_ms", " ms"), ("full_p99_ms", " ms")):
+        for name, unit in (("ratio", ""), ("cpu_ratio", ""), ("bare_rps", " req/s"), ("full_rps", " req/s"),
+                           ("bare_p50_ms", " ms"), ("bare_p99_ms", " ms"), ("full_p50_ms", " ms"),
+                           ("full_p99_ms", " ms")):
             values = sorted(r[name] for r in rounds)
             print(f"  {name:12} {statistics.median(values):7.2f}{unit}  [{values[0]:.2f}–{values[-1]:.2f}]")
 
@@ -228,7 +362,8 @@ def summarise(results: dict) -> dict:
     bare, full = results["bare"], results["full"]
     return {"ratio": full["rps"] / bare["rps"],
             "cpu_ratio": (bare["server_cpu"] / bare["rps"]) / (full["server_cpu"] / full["rps"]),
-            "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
+            "bare_rps": bare["rps"], "full_rps": full["rps"], "bare_p50_ms": bare["p50_ms"],
+            "bare_p99_ms": bare["p99_ms"], "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
 
 if __name__ == "__main__":
     main()
