@@ -5,7 +5,9 @@ from __future__ import annotations
 import faust
 
 from processors import raw_events, roster_stage, roster_views, time_in_status_stage, time_in_status_views
+from processors.consumer import BatchingConsumer
 from processors.dead_letters import DeadLetterSender
+from processors.faust_io import batches_in_flight
 from processors.settings import ProcessorSettings
 from schemas import topics as t
 
@@ -42,7 +44,12 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         web_enabled=True,
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_ms / 3000),
+        # offsets are committed on a timer only (not every N events): each commit first writes the changelog
+        broker_commit_interval=settings.commit_interval_ms / 1000,
+        broker_commit_every=1 << 62,
     )
+    app.transport.Consumer = BatchingConsumer  # before Faust creates its consumer
+    batches_in_flight(app, settings)
     specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, settings.partitions)}
     dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])
     roster = roster_stage.register(app, settings, dead_letters)

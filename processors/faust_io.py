@@ -1,4 +1,4 @@
-"""Small Faust plumbing shared by the stages: byte-level topics and tables, batches of events."""
+"""Small Faust plumbing shared by the stages: byte-level topics and tables, the batches in flight."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -104,16 +104,20 @@ def struct_table(app: faust.App, name: str, struct: type[msgspec.Struct], partit
 
 
 class BatchesInFlight:
-    """The batches a worker is handling or delivering; a rebalance waits for them before the worker rejoins.
+    """The batches a worker is handling or delivering: a rebalance, a shutdown and an offset commit wait for them.
 
     A batch's table writes and records reach Kafka when its outbox is delivered, after an await. If its partitions
     moved to another worker meanwhile, the new owner would start from the table changelog without them, and the
     late records would land after the new owner's, so a compacted topic's last record for a key could be stale.
     Faust awaits its ``on_partitions_revoked`` signal before the worker rejoins the group, and its
     ``on_before_shutdown`` signal before a stopping worker's agents are cancelled and its consumer leaves the
-    group: the handlers wait there until no batch is in flight (at most ``timeout_s``). ``take_batches`` drops
-    the events of partitions no longer assigned, and starts no batch from a revocation to the next assignment or
-    once the worker is stopping (whoever owns the partitions next replays them from the committed offset).
+    group: the handlers wait there until no batch is in flight (at most ``timeout_s``), then commit, which writes
+    the tables' pending changelog first (``processors.changelog``), so the next owner starts from every change
+    made here. ``batches.take_batches`` drops the records of partitions no longer assigned, and starts no batch from a
+    revocation to the next assignment or once the worker is stopping (whoever owns the partitions next replays
+    them from the committed offset).
+
+    ``exclusive`` is what an offset commit holds: no batch is in flight and none starts until it is done.
     """
 
     def __init__(self, app: faust.App, timeout_s: float) -> None:
@@ -122,15 +126,21 @@ class BatchesInFlight:
         """Set when the worker begins to stop: no batch is started after that."""
         self.rebalancing = False
         """Set from a revocation to the next assignment: no batch is started meanwhile."""
+        self._app = app
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._exclusive = asyncio.Lock()
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.on_before_shutdown.connect(self._on_before_shutdown)
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Held by a batch from its first table read to its acknowledgement."""
+        while self._exclusive.locked():  # a commit is waiting or running: let it finish
+            async with self._exclusive:
+                pass
         self._count += 1
         self._idle.clear()
         try:
@@ -140,9 +150,17 @@ class BatchesInFlight:
             if not self._count:
                 self._idle.set()
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Held while no batch is in flight; batches wait to start until it is released."""
+        async with self._exclusive:
+            await self._idle.wait()
+            yield
+
     async def _on_partitions_revoked(self, sender: faust.App, revoked: Any, **kwargs: Any) -> None:
         self.rebalancing = True
         await self._wait_idle("partitions revoked")
+        await self._app.consumer.commit()
 
     async def _on_partitions_assigned(self, sender: faust.App, assigned: Any, **kwargs: Any) -> None:
         self.rebalancing = False
@@ -152,6 +170,7 @@ class BatchesInFlight:
         # half-way through its delivery would leave records queued in the producer, landing after the new owner's.
         self.stopping = True
         await self._wait_idle("worker stopping")
+        await self._app.consumer.commit()
 
     async def _wait_idle(self, why: str) -> None:
         try:
@@ -171,97 +190,6 @@ def batches_in_flight(app: faust.App, settings: "ProcessorSettings") -> BatchesI
     return _in_flight[app]
 
 
-async def take_batches(stream: faust.StreamT, settings: "ProcessorSettings") -> "AsyncIterator[list[faust.EventT]]":
-    """Batches of events whose wait grows with the load, each acknowledged only once the caller is done with it.
-
-    Faust's ``noack_take(max, within)`` (whose loop this follows) waits a fixed ``within`` for a batch to fill. A
-    short wait keeps latency low under light load but makes small batches when a backlog is being worked off (the
-    buffer only fills while the wait runs), and every batch costs a few record batches and round trips however
-    small it is; a long wait does the opposite. Here the wait for the next batch is ``batch_within_ms``, or
-    ``batch_max_wait_ms`` while the stream is behind by at least a full batch (its consumer lag, from the
-    partitions' high watermarks): light traffic flows through in milliseconds, a backlog or a replay is worked off
-    in large batches.
-
-    Faust's ``take``/``take_events`` acknowledge a batch in a ``finally`` block, i.e. also when the agent is cancelled
-    half-way through it (a worker being stopped): the offsets would be committed and the rest of that batch's work
-    lost for good. Here a batch is acknowledged after the loop body has finished with it, so an interrupted batch
-    is replayed by the partition's next owner.
-    """
-    max_size = settings.batch_size
-    shortest = settings.batch_within_ms / 1000
-    longest = max(shortest, settings.batch_max_wait_ms / 1000)
-    buffer: list[faust.EventT] = []
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    consuming: asyncio.Future | None = None
-
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal consuming
-        try:
-            if consuming is not None:  # the previous batch is being handled: wait for it
-                try:
-                    await consuming
-                finally:
-                    consuming = None
-            event = stream.current_event
-            if event is None:
-                raise RuntimeError("take_batches found no current event")
-            buffer.append(event)
-            if len(buffer) >= max_size:
-                buffer_full.set()
-                buffer_consumed.clear()
-                await stream.wait(buffer_consumed)  # never more than max_size in a batch
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            stream.log.exception("Error adding to the batch buffer: %r", exc)
-            await stream.crash(exc)
-        return value
-
-    in_flight = batches_in_flight(stream.app, settings)
-    enable_acks = stream.enable_acks
-    stream.enable_acks = False  # acknowledged here, after the batch was handled
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(aiter(stream.channel))  # noqa: SLF001 (as noack_take: the stream drains in the background)
-    wait = shortest
-    try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_full, timeout=wait)
-            if not buffer:
-                continue
-            consuming = asyncio.get_running_loop().create_future()
-            events = list(buffer)
-            try:
-                # events of partitions revoked while they waited here belong to their new owner now
-                assigned = stream.app.consumer.assignment()
-                events = [event for event in events if event.message.tp in assigned]
-                # during a rebalance or a shutdown they are left to whoever owns their partitions next
-                if events and not (in_flight.stopping or in_flight.rebalancing):
-                    with in_flight.batch():
-                        yield events
-                        for event in events:
-                            await stream.ack(event)
-            finally:
-                buffer.clear()
-                if not consuming.done():
-                    consuming.set_result(None)
-                buffer_full.clear()
-                buffer_consumed.set()
-            wait = longest if _behind(stream, events, max_size) else shortest
-    finally:
-        stream.enable_acks = enable_acks
-        stream._processors.remove(add_to_buffer)  # noqa: SLF001
-
-
-def _behind(stream: faust.StreamT, events: list[faust.EventT], lag: int) -> bool:
-    """Whether, after ``events``, at least ``lag`` more records wait in their partitions (together)."""
-    last: dict[Any, int] = {}
-    for event in events:
-        last[event.message.tp] = event.message.offset
-    consumer = stream.app.consumer
-    waiting = 0
-    for tp, offset in last.items():
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            waiting += max(0, highwater - offset - 1)
-    return waiting >= lag
+def known_batches_in_flight(app: faust.App) -> BatchesInFlight | None:
+    """The app's ``BatchesInFlight`` if an agent has asked for it already."""
+    return _in_flight.get(app)

@@ -14,7 +14,8 @@ import faust
 import msgspec
 
 from processors.dead_letters import DeadLetterSender
-from processors.faust_io import raw_topic, take_batches
+from processors.batches import batch_agent
+from processors.faust_io import raw_topic
 from processors.outbox import Outbox
 from processors.settings import ProcessorSettings
 from schemas import AgentStatusEvent, SchemaError, decode_agent_status_event, dedup_identity
@@ -40,22 +41,20 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
     same tables hold it too, so none of them builds on table values whose records are not delivered yet)."""
     source = raw_topic(app, settings.raw_topic, settings.partitions)
 
-    @app.agent(source, name="agent-events")
-    async def apply_agent_events(stream: faust.StreamT) -> None:
-        async for events in take_batches(stream, settings):
-            async with lock:
-                outbox = Outbox(app)
-                batch = []
-                for event in events:
-                    message = event.message
-                    try:
-                        decoded = decode_agent_status_event(message.value)
-                    except SchemaError as exc:
-                        dead_letters.send(outbox, message, exc)
-                        continue
-                    batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
-                for handler in handlers:
-                    handler.handle_raw_batch(batch, outbox)
-                await outbox.deliver()
+    @batch_agent(app, source, settings)
+    async def apply_agent_events(messages: list[faust.types.Message]) -> None:
+        async with lock:
+            outbox = Outbox(app)
+            batch = []
+            for message in messages:
+                try:
+                    decoded = decode_agent_status_event(message.value)
+                except SchemaError as exc:
+                    dead_letters.send(outbox, message, exc)
+                    continue
+                batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
+            for handler in handlers:
+                handler.handle_raw_batch(batch, outbox)
+            await outbox.deliver()
 
     return source

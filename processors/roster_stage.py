@@ -32,13 +32,13 @@ from processors.callcenter_roster import (
     entry_key,
     update_summary,
 )
+from processors.batches import batch_agent
 from processors.dead_letters import DeadLetterSender
 from processors.faust_io import (
     StructTable,
     struct_table,
     output_topic,
     raw_topic,
-    take_batches,
 )
 from processors.outbox import Outbox
 from processors.raw_events import RawEvent
@@ -84,16 +84,16 @@ class RosterStage:
         found = [m.entry for m in self.memberships_of(call_center_id).values() if m.entry is not None]
         return sorted(found, key=lambda e: e.agent_id)
 
-    def apply_changes(self, events: Sequence[faust.EventT], outbox: Outbox) -> None:
+    def apply_changes(self, messages: Sequence[faust.types.Message], outbox: Outbox) -> None:
         """Apply a batch of re-key records: write every table key once, queue what changed."""
         memberships: dict[str, Membership | None] = {}
         summaries: dict[str, CallCenterSummaryRecord] = {}
         entries: dict[str, tuple[CallCenterAgentRecord | None, int]] = {}
-        for event in events:
+        for message in messages:
             try:
-                changes = _changes_decoder.decode(event.message.value)
+                changes = _changes_decoder.decode(message.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.dead_letters.send(outbox, event.message, SchemaError.from_validation(exc))
+                self.dead_letters.send(outbox, message, SchemaError.from_validation(exc))
                 continue
             for change in changes:
                 cc = change.call_center_id
@@ -186,11 +186,10 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
                                  "On-duty counts of each call center")
     stage = RosterStage(agent_table, membership_table, summary_table, changes.get_topic_name(), dead_letters)
 
-    @app.agent(changes, name="apply-roster-changes")
-    async def apply_roster_changes(stream: faust.StreamT) -> None:
-        async for events in take_batches(stream, settings):
-            outbox = Outbox(app)
-            stage.apply_changes(events, outbox)
-            await outbox.deliver()
+    @batch_agent(app, changes, settings)
+    async def apply_roster_changes(messages: list[faust.types.Message]) -> None:
+        outbox = Outbox(app)
+        stage.apply_changes(messages, outbox)
+        await outbox.deliver()
 
     return stage

@@ -51,6 +51,9 @@ class ProcessorSettings:
     """Wait for a batch to fill under light load: added to the latency of every derived record, once per stage."""
     batch_max_wait_ms: int = 200
     """Wait for a batch to fill while the stream is a full batch behind: larger batches cost far less per event."""
+    commit_interval_ms: int = 3_000
+    """How often input offsets are committed, each commit preceded by the tables' changelog records: a key
+    written many times in an interval costs one changelog record; a crash replays up to this much input."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -76,4 +79,5 @@ class ProcessorSettings:
             batch_within_ms=env_duration_ms("PROCESSOR_BATCH_WITHIN", "10ms", environ),
             batch_max_wait_ms=env_duration_ms("PROCESSOR_BATCH_MAX_WAIT", "200ms", environ),
             producer_linger_ms=env_int("PRODUCER_LINGER_MS", 10, environ),
+            commit_interval_ms=env_duration_ms("PROCESSOR_COMMIT_INTERVAL", "3s", environ),
         )

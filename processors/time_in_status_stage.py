@@ -36,8 +36,8 @@ from processors.faust_io import (
     struct_table,
     output_topic,
     raw_topic,
-    take_batches,
 )
+from processors.batches import batch_agent
 from processors.outbox import Outbox
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
@@ -425,7 +425,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for partition, clock in clocks.items():
             outbox.put(clock_table, keys[partition], clock)
 
-    def callcenter_batch(events: list[faust.EventT], outbox: Outbox) -> None:
+    def callcenter_batch(messages: list[faust.types.Message], outbox: Outbox) -> None:
         timelines: dict[str, CallCenterTimeline] = {}
         clocks: dict[int, CallCenterClock] = {}
         records: list[CallCenterTimeInStatus] = []
@@ -449,8 +449,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             known = clock.sources.by_partition.get(marker.partition)
             clock.sources.by_partition[marker.partition] = max(known or marker.watermark_ms, marker.watermark_ms)
 
-        for event in events:
-            message = event.message
+        for message in messages:
             clock = clock_of(message.partition)
             if message.key == BATCH_KEY:
                 batch = _batch_decoder.decode(message.value)
@@ -483,18 +482,16 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     stage = TimeInStatusStage(core, agent_table, history_table, cc_table, cc_window_table, config.sizes_ms,
                               config.late_horizon_ms, agent_batch)
 
-    @app.agent(contributions, name="time-in-status-callcenters")
-    async def apply_contributions(stream: faust.StreamT) -> None:
-        async for events in take_batches(stream, settings):
-            outbox = Outbox(app)
-            callcenter_batch(events, outbox)
-            await outbox.deliver()
+    @batch_agent(app, contributions, settings)
+    async def apply_contributions(messages: list[faust.types.Message]) -> None:
+        outbox = Outbox(app)
+        callcenter_batch(messages, outbox)
+        await outbox.deliver()
 
     if settings.idle_advance:  # replays never look at the wall clock
-        @app.agent(ticks, name="time-in-status-ticks")
-        async def apply_ticks(stream: faust.StreamT) -> None:
-            async for events in take_batches(stream, settings):
-                await stage.handle_ticks(app, [Tick.from_message(event.message) for event in events])
+        @batch_agent(app, ticks, settings)
+        async def apply_ticks(messages: list[faust.types.Message]) -> None:
+            await stage.handle_ticks(app, [Tick.from_message(message) for message in messages])
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
         async def send_ticks() -> None:

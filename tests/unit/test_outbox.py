@@ -1,4 +1,5 @@
-"""The Outbox without a broker: where records go, in which order the two phases are submitted, what a table sees.
+"""The Outbox and the pending changelog without a broker: where records go, when changelog records are sent,
+what a table sees, how an offset commit waits for the batches in flight.
 
 The producer here only records what it is handed (the real aiokafka ``BatchBuilder`` is used, and read back with
 aiokafka's own record parser); the whole path against Kafka is covered by the processor integration tests.
@@ -15,7 +16,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from processors.faust_io import default_partition
+from processors.changelog import pending_changelog
+from processors.faust_io import BatchesInFlight, default_partition
 from processors.outbox import Outbox
 
 PARTITIONS = 8
@@ -68,9 +70,24 @@ class FakeTable:
         return default_partition(key, PARTITIONS)
 
 
-def outbox_with(producer: RecordingProducer) -> Outbox:
-    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
-    return Outbox(app)  # type: ignore[arg-type]
+class FakeApp:
+    """What the Outbox, the pending changelog and ``BatchesInFlight`` use of a ``faust.App``."""
+
+    def __init__(self, producer: RecordingProducer) -> None:
+        self.producer = SimpleNamespace(_ensure_producer=lambda: producer)
+        signal = SimpleNamespace(connect=lambda handler: handler)
+        self.on_partitions_revoked = self.on_partitions_assigned = self.on_before_shutdown = signal
+
+
+def outbox_with(producer: RecordingProducer, app: FakeApp | None = None) -> Outbox:
+    return Outbox(app or FakeApp(producer))  # type: ignore[arg-type]
+
+
+async def flush(app: FakeApp, producer: RecordingProducer) -> int:
+    flushing = asyncio.create_task(pending_changelog(app).flush(producer))  # type: ignore[arg-type]
+    while not flushing.done():
+        await producer.acknowledge_all()
+    return await flushing
 
 
 async def deliver(outbox: Outbox, producer: RecordingProducer) -> None:
@@ -104,37 +121,85 @@ async def test_records_go_to_their_keys_partitions_in_order_one_batch_per_partit
     assert (b"marker", b"m") in by_partition[3]
 
 
-async def test_records_are_acknowledged_before_any_changelog_record_is_submitted():
+async def test_deliver_sends_the_records_and_leaves_the_changelog_to_the_next_flush():
     producer = RecordingProducer()
-    outbox = outbox_with(producer)
+    app = FakeApp(producer)
+    outbox = outbox_with(producer, app)
     table = FakeTable("state")
     outbox.put(table, "a", Value(1))
     outbox.send("out", b"a", b"record")
-    delivery = asyncio.create_task(outbox.deliver())
-    await asyncio.sleep(0.01)
-    assert [topic for topic, _, _ in producer.submitted] == ["out"]  # the changelog waits for the records
-    while not delivery.done():
-        await producer.acknowledge_all()
+    await deliver(outbox, producer)
+    assert [topic for topic, _, _ in producer.submitted] == ["out"]
+    assert await flush(app, producer) == 1
     assert [topic for topic, _, _ in producer.submitted] == ["out", "app-state-changelog"]
+    assert await flush(app, producer) == 0  # flushed once
 
 
-async def test_a_table_sees_its_writes_at_once_and_its_changelog_gets_the_last_write_per_key():
+async def test_a_table_sees_its_writes_at_once_and_its_changelog_gets_the_latest_value_per_key():
     producer = RecordingProducer()
-    outbox = outbox_with(producer)
+    app = FakeApp(producer)
     table = FakeTable("state")
     table.data[b"gone"] = Value(0)
-    outbox.put(table, "a", Value(1))
-    outbox.put(table, "a", Value(2))
-    outbox.put(table, "b", Value(3))
-    outbox.delete(table, "gone")
-    outbox.delete(table, "never-there")  # nothing to delete: no tombstone
+    first, second = outbox_with(producer, app), outbox_with(producer, app)  # two batches before a commit
+    first.put(table, "a", Value(1))
+    first.put(table, "b", Value(3))
+    second.put(table, "a", Value(2))
+    second.delete(table, "gone")
+    second.delete(table, "never-there")  # nothing to delete: no tombstone
     assert table.data == {b"a": Value(2), b"b": Value(3)}
-    await deliver(outbox, producer)
+    assert await flush(app, producer) == 3
 
     changelog = {key: value for _, _, records in producer.submitted for key, value in records}
     assert changelog == {b"a": b'{"n":2}', b"b": b'{"n":3}', b"gone": None}
     partitions = {key: partition for _, partition, records in producer.submitted for key, _ in records}
     assert partitions == {key: default_partition(key, PARTITIONS) for key in changelog}
+
+
+async def test_a_failed_flush_keeps_its_records_for_the_next_one_and_a_newer_value_wins():
+    producer = RecordingProducer()
+    app = FakeApp(producer)
+    table = FakeTable("state")
+    outbox_with(producer, app).put(table, "a", Value(1))
+    outbox_with(producer, app).put(table, "b", Value(1))
+    flushing = asyncio.create_task(pending_changelog(app).flush(producer))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    outbox_with(producer, app).put(table, "a", Value(2))  # marked while the failing flush waits
+    for future in producer.unacknowledged:
+        future.set_exception(RuntimeError("broker gone"))
+    with pytest.raises(RuntimeError, match="broker gone"):
+        await flushing
+    producer.submitted.clear()
+    assert await flush(app, producer) == 2
+    assert {key: value for _, _, records in producer.submitted for key, value in records} == {
+        b"a": b'{"n":2}', b"b": b'{"n":1}'}
+
+
+async def test_a_commit_waits_for_the_batches_in_flight_and_holds_back_new_ones():
+    in_flight = BatchesInFlight(FakeApp(RecordingProducer()), timeout_s=5)  # type: ignore[arg-type]
+    steps: list[str] = []
+    release_first = asyncio.Event()
+
+    async def batch(name: str, release: asyncio.Event | None = None) -> None:
+        async with in_flight.batch():
+            steps.append(f"{name} starts")
+            if release is not None:
+                await release.wait()
+            steps.append(f"{name} ends")
+
+    async def commit() -> None:
+        async with in_flight.exclusive():
+            steps.append("commit")
+
+    first = asyncio.create_task(batch("first", release_first))
+    await asyncio.sleep(0)
+    committing = asyncio.create_task(commit())
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(batch("second"))
+    await asyncio.sleep(0.01)
+    assert steps == ["first starts"]  # the commit waits for the first batch, the second waits for the commit
+    release_first.set()
+    await asyncio.gather(first, committing, second)
+    assert steps == ["first starts", "first ends", "commit", "second starts", "second ends"]
 
 
 async def test_a_record_larger_than_a_batch_goes_alone_in_one_of_its_own():

@@ -1,0 +1,98 @@
+"""Table changelog records written once per offset commit, not once per batch.
+
+A stage changes its tables in memory at once (later reads see the change) and marks the key here. The changelog
+record of each marked key is encoded and sent when the worker commits its input offsets, just before the commit,
+and only the key's latest value: an agent touched in every batch costs one changelog record per commit interval,
+not one per batch (Kafka Streams flushes its stores on commit the same way).
+
+What keeps replays exact: a committed offset never runs ahead of the changelog. The consumer flushes the pending
+records while no batch is in flight (``BatchesInFlight.exclusive``), waits until Kafka has them, and only then
+commits the offsets acknowledged so far. A changelog may run ahead of the committed offsets (a worker dies between
+a flush and the next commit, or before acknowledging a batch whose records were delivered): the events replayed
+from the committed offset then meet a state that already holds them, and the rules make them no-ops, which is
+right because their records were delivered before their batch was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import faust
+import msgspec
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from schemas import encode
+
+if TYPE_CHECKING:
+    from processors.faust_io import StructTable
+
+Record = tuple[bytes | None, bytes | None, int | None]
+"""key, value (None: a tombstone), timestamp ms (None: now)."""
+
+
+class PendingChangelog:
+    """The table keys written since the last flush, by changelog topic partition, with their latest values."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, int], dict[bytes, msgspec.Struct | None]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._pending.values())
+
+    def mark(self, table: "StructTable", key: bytes, value: msgspec.Struct | None) -> None:
+        """``key`` of ``table`` now holds ``value`` (None: deleted)."""
+        partition = table.partition_for_key(key)
+        if partition is None:
+            raise TypeError(f"table {table.name} does not say which partition holds key {key!r}")
+        self._pending.setdefault((table.changelog_topic.get_topic_name(), partition), {})[key] = value
+
+    async def flush(self, producer: AIOKafkaProducer) -> int:
+        """Send the latest value of every marked key to its changelog and wait for Kafka; the number of records.
+
+        Call it while no batch is in flight: a batch's table values must not be durable before its records are.
+        """
+        pending, self._pending = self._pending, {}
+        try:
+            records = {tp: [(key, None if value is None else encode(value), None) for key, value in keys.items()]
+                       for tp, keys in pending.items()}
+            await send_batches(producer, records)
+        except BaseException:
+            for tp, keys in pending.items():  # kept for the next flush (a value marked meanwhile is newer)
+                self._pending[tp] = {**keys, **self._pending.get(tp, {})}
+            raise
+        return sum(len(r) for r in records.values())
+
+
+_pending: "weakref.WeakKeyDictionary[Any, PendingChangelog]" = weakref.WeakKeyDictionary()
+
+
+def pending_changelog(app: faust.App) -> PendingChangelog:
+    """The app's ``PendingChangelog`` (one per worker, shared by its stages and flushed by its consumer)."""
+    if app not in _pending:
+        _pending[app] = PendingChangelog()
+    return _pending[app]
+
+
+async def send_batches(producer: AIOKafkaProducer, by_partition: dict[tuple[str, int], list[Record]]) -> None:
+    """Append the records to one aiokafka record batch per topic partition (more when one fills), submit them all,
+    and wait until Kafka has acknowledged every one."""
+    deliveries = []
+    for (topic, partition), records in by_partition.items():
+        builder = producer.create_batch()
+        for key, value, timestamp_ms in records:
+            if builder.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                deliveries.append(await _submit(producer, builder, topic, partition))
+                builder = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                    raise ValueError(f"a record for {topic}[{partition}] with key {key!r} is larger than a batch")
+        deliveries.append(await _submit(producer, builder, topic, partition))
+    if deliveries:
+        await asyncio.gather(*deliveries)
+
+
+async def _submit(producer: AIOKafkaProducer, builder: BatchBuilder, topic: str, partition: int) -> asyncio.Future:
+    builder.close()  # complete: no linger, and no record of Faust's own sends is added to it
+    return await producer.send_batch(builder, topic, partition=partition)

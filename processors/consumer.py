@@ -1,0 +1,98 @@
+"""The worker's Kafka consumer: Faust's, handing whole fetches to batch stages and flushing changelogs on commit.
+
+**Batch topics** (``processors.batches``): each partition's share of a fetch is appended to the topic's buffer in
+one step instead of going through Faust's per-record path. Faust's bookkeeping that matters stays: its read
+offsets and gaps, its offset commits (records are acknowledged through ``Consumer.ack``), its flow control
+(records fetched while a rebalance stops the flow are dropped and the partitions sought back to their committed
+offsets), its group membership, assignment and table recovery. Other topics take Faust's own path.
+
+**Changelog flush** (``processors.changelog``): offsets are committed only once the table changes they imply are
+in the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from faust.transport.consumer import Fetcher
+from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP
+
+from processors.batches import batch_topics_of
+from processors.changelog import pending_changelog
+from processors.faust_io import known_batches_in_flight
+
+class BatchingConsumer(Consumer):
+    """Faust's aiokafka consumer with batch topics and a changelog flush before every offset commit."""
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        in_flight = known_batches_in_flight(self.app)
+        async with in_flight.exclusive() if in_flight is not None else contextlib.nullcontext():
+            await pending_changelog(self.app).flush(self.app.producer._ensure_producer())
+            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+
+    async def _drain_messages(self, fetcher: Fetcher) -> None:  # the loop of Faust's, batch topics aside
+        batch_topics = batch_topics_of(self.app)
+        callback = self.callback
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        monitor = self.app.monitor
+        try:
+            while not (self.should_stop or fetcher.should_stop):
+                records, active_partitions = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:  # fetched across a rebalance: start again from the committed offsets
+                    await self.perform_seek()
+                    continue
+                generation_id = self.app.consumer_generation_id
+                for tp, partition_records in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                        break
+                    if not (active_partitions is None or tp in active_partitions
+                            or tp in self._buffered_partitions):
+                        continue
+                    if monitor is not None:
+                        monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    target = batch_topics.get(tp.topic)
+                    if target is None:
+                        await self._deliver_one_by_one(tp, partition_records, callback)
+                        continue
+                    last = read_offset[tp]
+                    messages = []
+                    for record in partition_records:
+                        if last is None or record.offset >= last:
+                            if last is not None and record.offset - last > 1 and acks_enabled_for(tp.topic):
+                                await self._add_gap(tp, last + 1, record.offset)
+                            messages.append(self._to_message(tp, record))
+                            last = record.offset
+                    if messages:
+                        read_offset[tp] = last
+                        await target.put(messages)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+
+    async def _deliver_one_by_one(self, tp: TP, partition_records: list[Any], callback: Any) -> None:
+        """Faust's own path for a topic no batch stage reads."""
+        for record in partition_records:
+            r_offset = self._read_offset[tp]
+            if r_offset is None or record.offset >= r_offset:
+                gap = record.offset - (r_offset or 0)
+                if gap > 1 and r_offset and self.app.topics.acks_enabled_for(tp.topic):
+                    await self._add_gap(tp, r_offset + 1, record.offset)
+                await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
+                self._read_offset[tp] = record.offset
