@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -87,9 +88,20 @@ class PartitionBatcher:
 
     async def send(self, record: OutboundRecord) -> None:
         """Wait for the acknowledgement of ``record``; raise what made its batch fail, or ``TimeoutError``."""
+        await self.enqueue(record)
+
+    def enqueue(self, record: OutboundRecord) -> Awaitable[None]:
+        """``send`` without its coroutine: queue ``record`` now, return what to await for its acknowledgement
+        (the request's own future once the topic's partitions are known: one frame less per request)."""
         partitions = self._partitions.get(record.topic)
         if partitions is None:
-            partitions = await self._partitions_of(record.topic)
+            return self._enqueue_when_known(record)
+        return self._enqueue(record, partitions)
+
+    async def _enqueue_when_known(self, record: OutboundRecord) -> None:
+        await self._enqueue(record, await self._partitions_of(record.topic))
+
+    def _enqueue(self, record: OutboundRecord, partitions: list[int]) -> asyncio.Future[None]:
         tp = (record.topic, self._partitioner.partition(record.key, partitions))
         lane = self._lanes.get(tp)
         if lane is None:
@@ -99,7 +111,7 @@ class PartitionBatcher:
         self._joined_cohort().append(future)
         if not lane.busy:
             self._make_ready(lane)
-        await future
+        return future
 
     async def _partitions_of(self, topic: str) -> list[int]:
         partitions = self._producer.client.cluster.partitions_for_topic(topic)

@@ -28,22 +28,20 @@ def _error(status: int, error: str, detail: str, **extra: object) -> web.Respons
     return web.Response(status=status, body=_json.encode(body), content_type="application/json")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} bytes")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(f"body exceeds the limit of {limit} bytes") from None
-
-
 async def receive_agent_status(request: web.Request) -> web.Response:
     """``POST /webhooks/dialpad/agent-status``: verify, validate, keep, answer."""
     app = request.app
     settings, delivery = app[keys.SETTINGS], app[keys.DELIVERY]
     received_ms = time.time_ns() // 1_000_000
     try:
-        verified = app[keys.VERIFIER].verify_body(await _read_body(request, settings.max_body_bytes))
+        length, limit = request.content_length, settings.max_body_bytes
+        if length is not None and length > limit:
+            raise BodyTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
+        try:
+            body = await request.read()  # not in a coroutine of ours: one frame less per request
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes") from None
+        verified = app[keys.VERIFIER].verify_body(body)
         try:
             event = decode_event(verified)
         except InvalidEvent as invalid:

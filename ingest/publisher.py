@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -31,9 +31,9 @@ class Publisher(Protocol):
 
     async def start(self) -> bool: ...
 
-    async def send(self, record: OutboundRecord) -> None:
-        """Return once the broker acknowledged ``record``; raise one of ``PUBLISH_ERRORS`` when it did not
-        within the publish deadline (``TimeoutError``) or refused it."""
+    def send(self, record: OutboundRecord) -> Awaitable[None]:
+        """What to await: it returns once the broker acknowledged ``record`` and raises one of
+        ``PUBLISH_ERRORS`` when it did not within the publish deadline (``TimeoutError``) or refused it."""
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None: ...
 
@@ -80,9 +80,9 @@ class KafkaPublisher:
         log.info("Kafka producer connected to %s", self._bootstrap)
         return True
 
-    def send(self, record: OutboundRecord) -> Coroutine[Any, Any, None]:
+    def send(self, record: OutboundRecord) -> Awaitable[None]:
         assert self._batcher is not None, "send() before start()"
-        return self._batcher.send(record)  # the batcher's coroutine itself: no extra frame per request
+        return self._batcher.enqueue(record)  # the request's future itself: no coroutine frame per request
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
         """Send in order and wait for every acknowledgement (the broker keeps per-partition order)."""

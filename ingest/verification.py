@@ -21,7 +21,6 @@ not checked: a future ``iat`` only means the sender's clock is ahead, and a 401 
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import re
@@ -78,6 +77,9 @@ _string_decoder = msgspec.json.Decoder(str)
 
 
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = {0: b'"', 2: b'=="', 3: b'="'}
+"""The padding a standard base64 string needs after a last quantum of 0, 2 or 3 characters, and the closing quote."""
+_base64_decoder = msgspec.json.Decoder(bytes)
 _CANONICAL_LAST_CHARACTER = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 """With 2 (3) characters in the last quantum, the last one carries 4 (2) unused bits, which a canonical
 encoding leaves zero: the same test as decoding, re-encoding and comparing, without the re-encoding."""
@@ -92,9 +94,9 @@ def _b64url(segment: bytes, name: str) -> bytes:
         raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}")
     if last_quantum and stripped[-1] not in _CANONICAL_LAST_CHARACTER[last_quantum]:
         raise VerificationError(MALFORMED, f"non-canonical base64url in the token's {name}")
-    try:
-        return binascii.a2b_base64(stripped.translate(_URLSAFE_TO_STANDARD) + b"=" * (-last_quantum % 4))
-    except (binascii.Error, ValueError):
+    try:  # msgspec's base64 decoder (a JSON string into bytes) takes half the time of binascii.a2b_base64
+        return _base64_decoder.decode(b'"' + stripped.translate(_URLSAFE_TO_STANDARD) + _PADDING[last_quantum])
+    except msgspec.DecodeError:  # incl. ValidationError
         raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}") from None
 
 
