@@ -56,5 +56,5 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     roster_views.register(app, roster)
     time_in_status = time_in_status_stage.register(app, settings)
     time_in_status_views.register(app, time_in_status)
-    raw_events.register(app, settings, dead_letters, handlers=[roster, time_in_status], lock=time_in_status.lock)
+    raw_events.register(app, settings, dead_letters, handlers=[roster, time_in_status])
     return app

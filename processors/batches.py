@@ -3,25 +3,28 @@
 Faust delivers every record one at a time: a message and an event object, a task per record (``wait_first``), a
 queue, the stream's iterator and its sensors, about 100 µs of Python per record. Our stages work in batches
 anyway, so a ``BatchTopic``'s records skip all that: the worker's consumer (``processors.consumer``) appends each
-partition's share of a fetch to the topic's buffer in one step, and ``batch_agent`` runs a stage's body on lists
-of records, acknowledging them through Faust's consumer once the body is done with them. Faust still commits the
-offsets, tracks group membership and assignment, and recovers the tables.
+partition's share of a fetch to the topic's buffer in one step, and ``batch_agent`` applies a stage to lists of
+records, acknowledging them through Faust's consumer once Kafka has the records the stage produced from them.
+Faust still commits the offsets, tracks group membership and assignment, and recovers the tables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
 from faust.types import Message
 
-from processors.faust_io import batches_in_flight
+from processors.changelog import pending_changelog
+from processors.faust_io import BatchesInFlight, batches_in_flight
+from processors.outbox import Outbox, deliveries_of
 from processors.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
@@ -85,50 +88,95 @@ def batch_topic(app: faust.App, topic: faust.TopicT, max_buffered: int) -> Batch
 
 
 
-def batch_agent(app: faust.App, topic: faust.TopicT, settings: ProcessorSettings,
-                ) -> Callable[[Callable[[list[Message]], Awaitable[None]]], Callable[[list[Message]], Awaitable[None]]]:
-    """Decorator: run the decorated ``async def body(messages)`` on every batch of ``topic``'s records.
+UNDELIVERED_BATCHES = 2
+"""Batches of one stage applied but not yet acknowledged by Kafka before the stage waits for the oldest."""
 
-    Starts once the worker has recovered its tables; an exception in the body stops the worker (crashes it), so a
-    broken stage never goes on silently without its records acknowledged.
+BatchApply = Callable[[list[Message], Outbox], None]
+
+
+def batch_agent(app: faust.App, topic: faust.TopicT, settings: ProcessorSettings) -> Callable[[BatchApply], BatchApply]:
+    """Decorator: apply the decorated ``apply(messages, outbox)`` to every batch of ``topic``'s records.
+
+    ``apply`` reads and writes tables and fills the outbox, synchronously. The outbox is then delivered in order
+    with every other stage's (``Deliveries``) while the next batch is applied, and the batch's records are
+    acknowledged once Kafka has all of the outbox's records. Starts once the worker has recovered its tables.
+    A batch that fails to apply or to deliver stops the worker (crashes it) and no table change is written to a
+    changelog after it (``PendingChangelog.poison``): the partitions' next owner replays from the last commit.
     """
     source = batch_topic(app, topic, max_buffered=4 * settings.batch_size)
 
-    def register(body: Callable[[list[Message]], Awaitable[None]]) -> Callable[[list[Message]], Awaitable[None]]:
+    def register(apply: BatchApply) -> BatchApply:
         @app.task
         async def run_batches() -> None:
+            in_flight = batches_in_flight(app, settings)
+            deliveries = deliveries_of(app)
+            undelivered: collections.deque[asyncio.Task] = collections.deque()
             try:
                 async for messages in take_batches(app, source, settings):
-                    await body(messages)
+                    if not await in_flight.enter():
+                        continue
+                    try:
+                        assigned = app.consumer.assignment()
+                        # records of partitions revoked while they waited here belong to their new owner now
+                        messages = [message for message in messages if message.tp in assigned]
+                        outbox = Outbox(app)
+                        apply(messages, outbox)
+                        delivered = deliveries.dispatch(outbox)
+                    except BaseException:
+                        in_flight.leave()
+                        raise
+                    undelivered.append(asyncio.ensure_future(_acknowledge(app, in_flight, delivered, messages)))
+                    while undelivered and (undelivered[0].done() or len(undelivered) > UNDELIVERED_BATCHES):
+                        await undelivered.popleft()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.exception("batch stage on %s failed: %r", source.name, exc)
-                await app.crash(exc)
+                await _failed(app, source.name, exc)
 
-        return body
+        return apply
 
     return register
 
 
-async def take_batches(app: faust.App, source: BatchTopic,
-                       settings: ProcessorSettings) -> "AsyncIterator[list[faust.types.Message]]":
-    """Batches of a batch topic's records whose wait grows with the load, each acknowledged once the caller is done.
+async def _acknowledge(app: faust.App, in_flight: BatchesInFlight, delivered: asyncio.Future,
+                       messages: list[Message]) -> None:
+    try:
+        try:
+            await delivered
+        except asyncio.CancelledError:
+            pending_changelog(app).poison(asyncio.CancelledError("delivery cancelled"))
+            raise
+        except Exception as exc:
+            await _failed(app, messages[0].topic if messages else "?", exc)
+            return
+        consumer = app.consumer
+        for message in messages:
+            consumer.ack(message)
+        inbound = app.monitor.stream_inbound_time  # Faust's livelock check: these partitions are being processed
+        now = time.monotonic()
+        for tp in {message.tp for message in messages}:
+            inbound[tp] = now
+    finally:
+        in_flight.leave()
+
+
+async def _failed(app: faust.App, topic: str, exc: Exception) -> None:
+    pending_changelog(app).poison(exc)
+    log.exception("batch stage on %s failed, the worker stops: %r", topic, exc, exc_info=exc)
+    await app.crash(exc)
+
+
+async def take_batches(app: faust.App, source: BatchTopic, settings: ProcessorSettings) -> AsyncIterator[list[Message]]:
+    """Batches of a batch topic's records, taken with a wait that grows with the load.
 
     The wait for the next batch to fill is ``batch_within_ms``, or ``batch_max_wait_ms`` while the partitions are
     behind by at least a full batch (their consumer lag, from their high watermarks): light traffic flows through
     in milliseconds, a backlog or a replay is worked off in large batches (every batch costs a few record batches
     and round trips however small it is).
-
-    A batch is acknowledged after the loop body has finished with it, never when the body was interrupted (a worker
-    being stopped), so an interrupted batch is replayed by the partition's next owner. The records of partitions
-    no longer assigned are dropped, and no batch is started from a revocation to the next assignment or once the
-    worker is stopping (whoever owns the partitions next replays them from the committed offset).
     """
     max_size = settings.batch_size
     shortest = settings.batch_within_ms / 1000
     longest = max(shortest, settings.batch_max_wait_ms / 1000)
-    in_flight = batches_in_flight(app, settings)
     consumer = app.consumer
     wait = shortest
     while not app.should_stop:
@@ -138,20 +186,9 @@ async def take_batches(app: faust.App, source: BatchTopic,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_filled(source, max_size), wait)
         messages = source.take(max_size)
-        if not messages or in_flight.stopping or in_flight.rebalancing:
-            continue
-        assigned = consumer.assignment()
-        messages = [message for message in messages if message.tp in assigned]
         if not messages:
             continue
-        async with in_flight.batch():
-            yield messages
-            for message in messages:
-                consumer.ack(message)
-        inbound = app.monitor.stream_inbound_time  # Faust's livelock check: these partitions are being processed
-        now = time.monotonic()
-        for tp in {message.tp for message in messages}:
-            inbound[tp] = now
+        yield messages
         wait = longest if _behind(consumer, messages, max_size) else shortest
 
 

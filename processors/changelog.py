@@ -38,6 +38,15 @@ class PendingChangelog:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, int], dict[bytes, msgspec.Struct | None]] = {}
+        self._poisoned: BaseException | None = None
+
+    def poison(self, reason: BaseException) -> None:
+        """A batch changed the tables but its records may not have reached Kafka: never flush again.
+
+        Offsets are then never committed again either (the flush precedes every commit), so whoever processes
+        these partitions next starts from the last good changelog and committed offset and replays the rest.
+        """
+        self._poisoned = self._poisoned or reason
 
     def __len__(self) -> int:
         return sum(len(keys) for keys in self._pending.values())
@@ -54,6 +63,8 @@ class PendingChangelog:
 
         Call it while no batch is in flight: a batch's table values must not be durable before its records are.
         """
+        if self._poisoned is not None:
+            raise RuntimeError(f"table changes are not written after a failed batch ({self._poisoned!r})")
         pending, self._pending = self._pending, {}
         try:
             records = {tp: [(key, None if value is None else encode(value), None) for key, value in keys.items()]
@@ -77,20 +88,27 @@ def pending_changelog(app: faust.App) -> PendingChangelog:
 
 
 async def send_batches(producer: AIOKafkaProducer, by_partition: dict[tuple[str, int], list[Record]]) -> None:
-    """Append the records to one aiokafka record batch per topic partition (more when one fills), submit them all,
-    and wait until Kafka has acknowledged every one."""
-    deliveries = []
+    """``submit_batches``, then wait until Kafka has acknowledged every record."""
+    acknowledgements = await submit_batches(producer, by_partition)
+    if acknowledgements:
+        await asyncio.gather(*acknowledgements)
+
+
+async def submit_batches(producer: AIOKafkaProducer,
+                         by_partition: dict[tuple[str, int], list[Record]]) -> list[asyncio.Future]:
+    """Append the records to one aiokafka record batch per topic partition (more when one fills) and submit them
+    in that order; the futures resolve when Kafka has acknowledged each batch."""
+    acknowledgements = []
     for (topic, partition), records in by_partition.items():
         builder = producer.create_batch()
         for key, value, timestamp_ms in records:
             if builder.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                deliveries.append(await _submit(producer, builder, topic, partition))
+                acknowledgements.append(await _submit(producer, builder, topic, partition))
                 builder = producer.create_batch()
                 if builder.append(key=key, value=value, timestamp=timestamp_ms) is None:
                     raise ValueError(f"a record for {topic}[{partition}] with key {key!r} is larger than a batch")
-        deliveries.append(await _submit(producer, builder, topic, partition))
-    if deliveries:
-        await asyncio.gather(*deliveries)
+        acknowledgements.append(await _submit(producer, builder, topic, partition))
+    return acknowledgements
 
 
 async def _submit(producer: AIOKafkaProducer, builder: BatchBuilder, topic: str, partition: int) -> asyncio.Future:

@@ -135,26 +135,29 @@ class BatchesInFlight:
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.on_before_shutdown.connect(self._on_before_shutdown)
 
-    @contextlib.asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
-        """Held by a batch from its first table read to its acknowledgement."""
+    async def enter(self) -> bool:
+        """A batch starts (from its first table read to its acknowledgement; ``leave`` when done): waits while an
+        offset commit runs. False, and nothing entered, when no batch may start now (rebalancing, stopping)."""
         while self._exclusive.locked():  # a commit is waiting or running: let it finish
             async with self._exclusive:
                 pass
+        if self.stopping or self.rebalancing:
+            return False
         self._count += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._count -= 1
-            if not self._count:
-                self._idle.set()
+        return True
+
+    def leave(self) -> None:
+        self._count -= 1
+        if not self._count:
+            self._idle.set()
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
-        """Held while no batch is in flight; batches wait to start until it is released."""
+        """Held while no batch is in flight; batches wait to start until it is released. Raises ``TimeoutError``
+        when the batches in flight are not done within ``timeout_s``."""
         async with self._exclusive:
-            await self._idle.wait()
+            await asyncio.wait_for(self._idle.wait(), self.timeout_s)
             yield
 
     async def _on_partitions_revoked(self, sender: faust.App, revoked: Any, **kwargs: Any) -> None:

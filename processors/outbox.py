@@ -13,11 +13,14 @@ already applied into no-ops. The caller acknowledges the batch's input events on
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+
 import faust
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from processors.changelog import Record, pending_changelog, send_batches
+from processors.changelog import Record, pending_changelog, submit_batches
 from processors.faust_io import StructTable, default_partition
 
 
@@ -50,6 +53,13 @@ class Outbox:
 
     async def deliver(self) -> None:
         """Send the records and wait until Kafka has acknowledged them all."""
+        acknowledgements = await self.submit()
+        if acknowledgements:
+            await asyncio.gather(*acknowledgements)
+
+    async def submit(self) -> list[asyncio.Future]:
+        """Hand the records to the producer, one record batch per topic partition in the order they were sent;
+        the futures resolve when Kafka has acknowledged them."""
         # the app's own aiokafka producer (idempotent, acks=all), which Faust exposes only this way
         producer: AIOKafkaProducer = self._app.producer._ensure_producer()
         by_partition: dict[tuple[str, int], list[Record]] = {}
@@ -64,4 +74,68 @@ class Outbox:
                     partition = default_partition(record[0], partitions)
                 by_partition.setdefault((topic, partition), []).append(record)
         self._records = {}
-        await send_batches(producer, by_partition)
+        return await submit_batches(producer, by_partition)
+
+
+class Deliveries:
+    """The worker's outboxes, delivered in the order they were filled.
+
+    Each outbox's record batches are handed to the producer only after the previous outbox's, whichever stage
+    filled them, so the records of a key land in the order the stages produced them (a compacted topic keeps the
+    latest). Acknowledgements are awaited concurrently: a stage applies its next batch while the previous one is
+    on its way to Kafka.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[Outbox, asyncio.Future]] = asyncio.Queue()
+        self._sender: asyncio.Task | None = None
+
+    def dispatch(self, outbox: Outbox) -> asyncio.Future:
+        """Queue ``outbox``; the future resolves when Kafka has acknowledged all its records (or fails with why)."""
+        delivered = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((outbox, delivered))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send())
+        return delivered
+
+    async def _send(self) -> None:
+        while True:
+            outbox, delivered = await self._queue.get()
+            try:
+                acknowledgements = await outbox.submit()
+            except asyncio.CancelledError:
+                delivered.cancel()
+                raise
+            except Exception as exc:
+                delivered.set_exception(exc)
+                continue
+            _resolve_when_acknowledged(delivered, acknowledgements)
+
+
+def _resolve_when_acknowledged(delivered: asyncio.Future, acknowledgements: list[asyncio.Future]) -> None:
+    if not acknowledgements:
+        delivered.set_result(None)
+        return
+    gathered = asyncio.gather(*acknowledgements)
+
+    def resolve(done: asyncio.Future) -> None:
+        if delivered.done():
+            return
+        if done.cancelled():
+            delivered.cancel()
+        elif done.exception() is not None:
+            delivered.set_exception(done.exception())
+        else:
+            delivered.set_result(None)
+
+    gathered.add_done_callback(resolve)
+
+
+_deliveries: "weakref.WeakKeyDictionary[faust.App, Deliveries]" = weakref.WeakKeyDictionary()
+
+
+def deliveries_of(app: faust.App) -> Deliveries:
+    """The app's ``Deliveries`` (one per worker, shared by its stages)."""
+    if app not in _deliveries:
+        _deliveries[app] = Deliveries()
+    return _deliveries[app]

@@ -1,4 +1,4 @@
-"""The one Faust agent on the raw topic: decode each event once, hand the batch to every stage.
+"""The one batch stage on the raw topic: decode each event once, hand the batch to every stage.
 
 Every stage keyed by agent id (the roster, time in status) sees the same decoded batch, so an event pays Faust's
 per-message cost once, not once per stage. Undecodable records go to the dead-letter topic; the worker goes on.
@@ -6,7 +6,6 @@ per-message cost once, not once per stage. Undecodable records go to the dead-le
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -36,25 +35,21 @@ class RawBatchHandler(Protocol):
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender,
-             handlers: Sequence[RawBatchHandler], lock: asyncio.Lock) -> faust.TopicT:
-    """The raw-topic agent; ``lock`` is held from applying a batch to its delivery (other agents writing the
-    same tables hold it too, so none of them builds on table values whose records are not delivered yet)."""
+             handlers: Sequence[RawBatchHandler]) -> faust.TopicT:
+    """The raw-topic batch stage: decodes each batch once and hands it to every handler."""
     source = raw_topic(app, settings.raw_topic, settings.partitions)
 
     @batch_agent(app, source, settings)
-    async def apply_agent_events(messages: list[faust.types.Message]) -> None:
-        async with lock:
-            outbox = Outbox(app)
-            batch = []
-            for message in messages:
-                try:
-                    decoded = decode_agent_status_event(message.value)
-                except SchemaError as exc:
-                    dead_letters.send(outbox, message, exc)
-                    continue
-                batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
-            for handler in handlers:
-                handler.handle_raw_batch(batch, outbox)
-            await outbox.deliver()
+    def apply_agent_events(messages: list[faust.types.Message], outbox: Outbox) -> None:
+        batch = []
+        for message in messages:
+            try:
+                decoded = decode_agent_status_event(message.value)
+            except SchemaError as exc:
+                dead_letters.send(outbox, message, exc)
+                continue
+            batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
+        for handler in handlers:
+            handler.handle_raw_batch(batch, outbox)
 
     return source

@@ -186,10 +186,6 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
                                  "On-duty counts of each call center")
     stage = RosterStage(agent_table, membership_table, summary_table, changes.get_topic_name(), dead_letters)
 
-    @batch_agent(app, changes, settings)
-    async def apply_roster_changes(messages: list[faust.types.Message]) -> None:
-        outbox = Outbox(app)
-        stage.apply_changes(messages, outbox)
-        await outbox.deliver()
+    batch_agent(app, changes, settings)(stage.apply_changes)
 
     return stage

@@ -7,12 +7,13 @@ raw events (key agent id) [+ ticks, live mode] --TimeInStatusStage.handle_raw_ba
 contributions (partitioned by call center id) --time-in-status-callcenters--> tables tis-callcenters, tis-cc-clock;
     onduty.callcenter-time-in-status.v1
 
-The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``take_batches``) this
-module reads each key once, applies the events, and queues the records and each changed table key once on an
-``Outbox``, which delivers the records before the tables' changelog records: a durable table value is never ahead
-of the records it implies, so a replay after a crash re-emits what could have been lost (same records, same
-revisions) and duplicates of what was kept change nothing. Raw batches and ticks write the same tables and hold
-``TimeInStatusStage.lock`` until their outbox is delivered, so neither builds on the other's undelivered state.
+The rules live in ``time_in_status.py`` and ``time_in_status_callcenters.py``. Per batch (``batches.batch_agent``)
+this module reads each key once, applies the events, and queues the records and each changed table key once on an
+``Outbox``. The tables' changelog records are written only before an offset commit, once every batch in flight has
+its records delivered (``processors.changelog``): a durable table value is never ahead of the records it implies,
+so a replay after a crash re-emits what could have been lost (same records, same revisions) and duplicates of what
+was kept change nothing. Raw batches and ticks write the same tables; each is applied whole (synchronously) and
+their outboxes are delivered in the order they were applied.
 
 Per-partition state (watermarks, which agents have windows to close) is kept under a key that the producer's
 partitioner maps to that partition, so that its changelog is co-partitioned with the source.
@@ -20,11 +21,10 @@ partitioner maps to that partition, so that its changelog is co-partitioned with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import faust
 import msgspec
@@ -285,18 +285,10 @@ class TimeInStatusStage:
     sizes_ms: tuple[int, ...]
     late_horizon_ms: int
     apply_batch: Callable[[Sequence[RawEvent | Tick], Outbox], None]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Raw batches and ticks update the same tables: each holds it until its records are delivered."""
 
     def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
-        """Part of a raw batch (the raw-topic agent holds ``lock`` and delivers ``outbox``)."""
+        """Part of a raw batch (the raw-topic stage delivers ``outbox``)."""
         self.apply_batch(batch, outbox)
-
-    async def handle_ticks(self, app: faust.App, ticks: Sequence[Tick]) -> None:
-        async with self.lock:
-            outbox = Outbox(app)
-            self.apply_batch(ticks, outbox)
-            await outbox.deliver()
 
     def agent(self, agent_id: str) -> tuple[AgentTimeline, ChunkStore] | None:
         state = self.agent_table.lookup(agent_id)
@@ -482,16 +474,12 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
     stage = TimeInStatusStage(core, agent_table, history_table, cc_table, cc_window_table, config.sizes_ms,
                               config.late_horizon_ms, agent_batch)
 
-    @batch_agent(app, contributions, settings)
-    async def apply_contributions(messages: list[faust.types.Message]) -> None:
-        outbox = Outbox(app)
-        callcenter_batch(messages, outbox)
-        await outbox.deliver()
+    batch_agent(app, contributions, settings)(callcenter_batch)
 
     if settings.idle_advance:  # replays never look at the wall clock
         @batch_agent(app, ticks, settings)
-        async def apply_ticks(messages: list[faust.types.Message]) -> None:
-            await stage.handle_ticks(app, [Tick.from_message(message) for message in messages])
+        def apply_ticks(messages: list[faust.types.Message], outbox: Outbox) -> None:
+            agent_batch([Tick.from_message(message) for message in messages], outbox)
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
         async def send_ticks() -> None:

@@ -18,7 +18,7 @@ from aiokafka.record.memory_records import MemoryRecords
 
 from processors.changelog import pending_changelog
 from processors.faust_io import BatchesInFlight, default_partition
-from processors.outbox import Outbox
+from processors.outbox import Deliveries, Outbox
 
 PARTITIONS = 8
 
@@ -180,11 +180,14 @@ async def test_a_commit_waits_for_the_batches_in_flight_and_holds_back_new_ones(
     release_first = asyncio.Event()
 
     async def batch(name: str, release: asyncio.Event | None = None) -> None:
-        async with in_flight.batch():
+        assert await in_flight.enter()
+        try:
             steps.append(f"{name} starts")
             if release is not None:
                 await release.wait()
             steps.append(f"{name} ends")
+        finally:
+            in_flight.leave()
 
     async def commit() -> None:
         async with in_flight.exclusive():
@@ -200,6 +203,55 @@ async def test_a_commit_waits_for_the_batches_in_flight_and_holds_back_new_ones(
     release_first.set()
     await asyncio.gather(first, committing, second)
     assert steps == ["first starts", "first ends", "commit", "second starts", "second ends"]
+
+
+async def test_no_batch_starts_during_a_rebalance_or_once_the_worker_stops():
+    in_flight = BatchesInFlight(FakeApp(RecordingProducer()), timeout_s=5)  # type: ignore[arg-type]
+    in_flight.rebalancing = True
+    assert not await in_flight.enter()
+    in_flight.rebalancing = False
+    assert await in_flight.enter()
+    in_flight.leave()
+    in_flight.stopping = True
+    assert not await in_flight.enter()
+
+
+async def test_a_commit_gives_up_when_a_batch_stays_in_flight_past_the_timeout():
+    in_flight = BatchesInFlight(FakeApp(RecordingProducer()), timeout_s=0.05)  # type: ignore[arg-type]
+    assert await in_flight.enter()
+    with pytest.raises(TimeoutError):
+        async with in_flight.exclusive():
+            pass
+
+
+async def test_outboxes_are_submitted_in_dispatch_order_and_each_resolves_on_its_own_acknowledgements():
+    producer = RecordingProducer()
+    app = FakeApp(producer)
+    deliveries = Deliveries()
+    outboxes = [outbox_with(producer, app) for _ in range(3)]
+    for n, outbox in enumerate(outboxes):
+        outbox.send("out", b"agent", f"v{n}".encode(), partition=0)
+    delivered = [deliveries.dispatch(outbox) for outbox in outboxes]
+    await asyncio.sleep(0.01)
+    assert [records for _, _, records in producer.submitted] == [[(b"agent", b"v0")], [(b"agent", b"v1")],
+                                                                 [(b"agent", b"v2")]]
+    assert not any(future.done() for future in delivered)  # nothing acknowledged yet
+    producer.unacknowledged[1].set_exception(RuntimeError("not enough replicas"))
+    producer.unacknowledged[0].set_result(None)
+    await asyncio.sleep(0.01)
+    assert delivered[0].result() is None
+    assert isinstance(delivered[1].exception(), RuntimeError)
+    assert not delivered[2].done()
+
+
+async def test_a_poisoned_changelog_refuses_to_flush():
+    producer = RecordingProducer()
+    app = FakeApp(producer)
+    outbox_with(producer, app).put(FakeTable("state"), "a", Value(1))
+    pending_changelog(app).poison(RuntimeError("records of a batch were not delivered"))
+    with pytest.raises(RuntimeError, match="not written after a failed batch"):
+        await pending_changelog(app).flush(producer)  # type: ignore[arg-type]
+    assert producer.submitted == []
 
 
 async def test_a_record_larger_than_a_batch_goes_alone_in_one_of_its_own():
