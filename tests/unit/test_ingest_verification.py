@@ -31,8 +31,10 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def hs256(header: dict, claims: dict, secret: str) -> str:
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+def hs256(header: dict, claims: dict | str, secret: str) -> str:
+    """A token signed by hand; ``claims`` as a dict, or as the exact JSON text of the payload."""
+    text = claims if isinstance(claims, str) else json.dumps(claims)
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(text.encode())}"
     return f"{signing_input}.{b64(hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest())}"
 
 
@@ -78,6 +80,11 @@ def corpus() -> list[str]:
         jwt.encode(payload(nbf=now + 3600), SECRETS[0], algorithm="HS256"),
         jwt.encode(payload(exp=None), SECRETS[0], algorithm="HS256"),
         jwt.encode(payload(exp=[1]), SECRETS[0], algorithm="HS256"),
+        # claim names spelt with escapes are the same claims
+        hs256({"alg": "HS256"}, '{"\\u0065xp": %d, "date": 1}' % (now - 3600), SECRETS[0]),
+        hs256({"alg": "HS256"}, '{"n\\u0062f": %d, "date": 1}' % (now + 3600), SECRETS[0]),
+        hs256({"alg": "HS256"}, '{"\\u0065xp": %d, "date": 1}' % (now + 3600), SECRETS[0]),
+        hs256({"alg": "HS256"}, '{"exp" : %d}' % (now - 3600), SECRETS[0]),
         valid + "=", valid.replace(".", "=.", 1), valid + "==", valid + "===",
         valid.rsplit(".", 1)[0] + ".", valid.rsplit(".", 1)[0], "..", "a.b.c", valid + ".x",
         " " + valid, valid.replace("e", "é", 1),
