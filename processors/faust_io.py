@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import weakref
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 import msgspec
-from aiokafka.partitioner import murmur2
 
 from schemas.topics import TopicSpec
 
@@ -34,6 +34,36 @@ def raw_topic(app: faust.App, name: str, partitions: int, *, internal: bool = Fa
 def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     """A derived topic declared with its documented partitions and cleanup policy."""
     return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (as ``aiokafka.partitioner.murmur2`` and the Java client), reading 4-byte words at once:
+    about half of aiokafka's time (it runs for every window record, whose keys rarely repeat)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    for k in struct.unpack_from(f"<{words}I", data):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail:
+        base = length & ~3
+        if tail >= 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h ^= data[base]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h
 
 
 @lru_cache(maxsize=1 << 16)

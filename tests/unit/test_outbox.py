@@ -97,6 +97,20 @@ async def deliver(outbox: Outbox, producer: RecordingProducer) -> None:
     await delivery
 
 
+def test_murmur2_equals_aiokafkas_for_every_length_and_byte():
+    import random
+
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    from processors.faust_io import murmur2
+
+    rng = random.Random(7)
+    for length in range(0, 40):
+        for _ in range(25):
+            data = bytes(rng.randrange(256) for _ in range(length))
+            assert murmur2(data) == aiokafka_murmur2(data), data
+
+
 def test_default_partition_is_the_default_partitioners_choice():
     partitioner = DefaultPartitioner()
     for key in [b"1", b"42", b"6100000000000000", "agent-é".encode(), b"cc#agent", b""]:
