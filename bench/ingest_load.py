@@ -186,9 +186,11 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
         warmup = run_wrk(port, tokens_file, script.name, connections, 2)
         rate = warmup["requests"] / (warmup["duration_us"] / 1e6)
         seconds = min(max_s, max(5.0, requests / max(rate, 1.0)))
-        cpu_before, wall_before = cpu_seconds(server_pid), time.perf_counter()
+        cpu_before, preempted_before, wall_before = cpu_seconds(server_pid), preemptions(server_pid), time.perf_counter()
         result = run_wrk(port, tokens_file, script.name, connections, seconds)
-        server_cpu = (cpu_seconds(server_pid) - cpu_before) / (time.perf_counter() - wall_before)
+        wall = time.perf_counter() - wall_before
+        server_cpu = (cpu_seconds(server_pid) - cpu_before) / wall
+        preempted = (preemptions(server_pid) - preempted_before) / wall
     elapsed = result["duration_us"] / 1e6
     statuses = dict(sorted(result["statuses"].items()))
     for name, count in result["errors"].items():
@@ -197,7 +199,7 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
     return {
         "rps": result["requests"] / elapsed, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
         "count": result["requests"], "statuses": statuses, "elapsed_s": elapsed,
-        "client_cpu": result["client_cpu"], "server_cpu": server_cpu, "generator": "wrk",
+        "client_cpu": result["client_cpu"], "server_cpu": server_cpu, "preempted_per_s": preempted, "generator": "wrk",
     }
 
 
@@ -274,6 +276,14 @@ def start_server(kind: str, args: argparse.Namespace, topic: str, spool_dir: str
     raise SystemExit(f"{kind} server did not start")
 
 
+def preemptions(pid: int) -> int:
+    """How often the process lost its CPU while it could still run (another process took the core)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -295,9 +305,12 @@ def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str
                     tokens_file.unlink()
             else:
                 cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
+                preempted_before = preemptions(process.pid)
                 result = new_loop().run_until_complete(
                     run_load(port, bodies, args.requests, args.connections, args.max_seconds))
-                result["server_cpu"] = (cpu_seconds(process.pid) - cpu_before) / (time.perf_counter() - wall_before)
+                wall = time.perf_counter() - wall_before
+                result["server_cpu"] = (cpu_seconds(process.pid) - cpu_before) / wall
+                result["preempted_per_s"] = (preemptions(process.pid) - preempted_before) / wall
         finally:
             process.terminate()
             process.wait(30)
@@ -343,10 +356,18 @@ def main() -> None:
         for kind, r in results.items():
             print(f"  {kind:5} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
                   f"server CPU {r['server_cpu']:.0%} = {r['server_cpu'] / r['rps'] * 1e6:.0f} µs/request  "
-                  f"client CPU {r['client_cpu']:.0%}  {r['statuses']}")
+                  f"preempted {r['preempted_per_s']:.0f}/s  client CPU {r['client_cpu']:.0%}  {r['statuses']}")
         summary = rounds[-1]
         print(f"  server CPU per request, bare/full: {summary['cpu_ratio']:.2f} "
               "(the ratio one saturated core would give; robust to a loaded machine)")
+        saturated = [kind for kind, r in results.items() if r["client_cpu"] >= 0.9]
+        if saturated:
+            print(f"  the load generator used its whole core ({', '.join(saturated)}): those figures are the "
+                  "generator's limit, not the server's")
+        elif results["full"]["server_cpu"] < 0.9:
+            print(f"  the full service used {results['full']['server_cpu']:.0%} of its core: it waited for Kafka's "
+                  "acknowledgements, or other processes (the broker's threads are not pinned) took CPU 0 "
+                  "(see 'preempted')")
         print(f"  ratio full/bare {summary['ratio']:.2f} (target >= 0.5); "
               f"full p99 {summary['full_p99_ms']:.1f} ms (target < 20 ms)")
     if len(rounds) > 1:
