@@ -229,7 +229,7 @@ class Child:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def crash(self) -> str | None:
-        """The first line where a Faust agent of this process reports it crashed (it stays alive but idle)."""
+        """The first line where this worker reports that a stage or Faust agent crashed."""
         with contextlib.suppress(OSError):
             for line in self.log_path.read_text(errors="replace").splitlines():
                 if "Crashed reason=" in line:

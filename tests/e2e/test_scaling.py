@@ -151,7 +151,7 @@ async def wait_until_settled(bootstrap: str, group: str, stack: LocalStack, dead
 
 
 def crashes(var_dir: Path) -> str:
-    """The workers' own account of a stuck group: Faust agents that crashed, with where."""
+    """The workers' own account of a stuck group: stages or Faust agents that crashed, with where."""
     found = []
     for log_file in sorted((var_dir / "logs").glob("processor-*.log")):
         lines = log_file.read_text(errors="replace").splitlines()
@@ -165,7 +165,7 @@ def crashes(var_dir: Path) -> str:
                 where = [l.strip() for l in trace if l.strip().startswith('File "') and "/processors/" in l]
                 found.append(f"{log_file.name}: {line.split('] ', 3)[-1].strip()} at {where[-1] if where else '?'}")
     unique = sorted(set(found))
-    return "; agent crashes: " + " | ".join(unique[:5]) if unique else ""
+    return "; crashes: " + " | ".join(unique[:5]) if unique else ""
 
 
 async def snapshot(bootstrap: str) -> dict[str, object]:
