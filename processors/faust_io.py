@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import weakref
 from collections.abc import AsyncIterator
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import faust
 import msgspec
 
+from schemas.partitioning import default_partition
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -36,55 +35,12 @@ def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
 
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (as ``aiokafka.partitioner.murmur2`` and the Java client), reading 4-byte words at once:
-    about half of aiokafka's time (it runs for every window record, whose keys rarely repeat)."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    words = length >> 2
-    for k in struct.unpack_from(f"<{words}I", data):
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
-    tail = length & 3
-    if tail:
-        base = length & ~3
-        if tail >= 3:
-            h ^= data[base + 2] << 16
-        if tail >= 2:
-            h ^= data[base + 1] << 8
-        h ^= data[base]
-        h = (h * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    h ^= h >> 15
-    return h
-
-
-@lru_cache(maxsize=1 << 16)
-def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
-
-
-def default_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka) picks for ``key``.
-
-    The hash is remembered per key: the same agent and call-center ids recur in every batch.
-    """
-    return _key_hash(key) % partitions
-
-
 class StructTable(faust.Table):
     """A changelog-backed table of msgspec Structs of one type, kept decoded in memory, keyed by string ids.
 
-    The stages read values with ``lookup`` and write them through an ``Outbox``, which encodes the changelog record
-    (JSON, the same bytes as the Struct's wire form): a value is decoded only once, when the table recovers from
-    its changelog. Keys are the UTF-8 bytes of the id, so the changelog key is exactly the source topic's key.
+    The stages read values with ``lookup`` and write them through an ``Outbox``; the changelog record (JSON, the
+    same bytes as the Struct's wire form) is encoded at the next offset commit (``processors.changelog``): a value
+    is decoded only once, when the table recovers from its changelog. Keys are the UTF-8 bytes of the id, so the changelog key is exactly the source topic's key.
 
     The changelog partition of a key is the default partitioner's (murmur2) choice for it: the partition of the
     source topic keyed the same way, even when a batch mixes partitions, computed from the table's own partition

@@ -21,7 +21,8 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from processors.changelog import Record, pending_changelog, submit_batches
-from processors.faust_io import StructTable, default_partition
+from processors.faust_io import StructTable
+from schemas.partitioning import default_partition
 
 
 class Outbox:

@@ -32,7 +32,6 @@ import msgspec
 from onduty.env import format_duration
 from processors.faust_io import (
     StructTable,
-    default_partition,
     struct_table,
     output_topic,
     raw_topic,
@@ -62,6 +61,7 @@ from processors.time_in_status_callcenters import (
     has_open_windows,
 )
 from schemas import encode
+from schemas.partitioning import default_partition
 from schemas import topics as t
 from schemas.time_in_status import CallCenterTimeInStatus
 

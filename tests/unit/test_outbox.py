@@ -17,7 +17,8 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from processors.changelog import pending_changelog
-from processors.faust_io import BatchesInFlight, default_partition
+from processors.faust_io import BatchesInFlight
+from schemas.partitioning import default_partition
 from processors.outbox import Deliveries, Outbox
 
 PARTITIONS = 8
@@ -102,7 +103,7 @@ def test_murmur2_equals_aiokafkas_for_every_length_and_byte():
 
     from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-    from processors.faust_io import murmur2
+    from schemas.partitioning import murmur2
 
     rng = random.Random(7)
     for length in range(0, 40):
