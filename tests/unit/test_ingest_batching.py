@@ -50,9 +50,6 @@ class FakeCluster:
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(self.partitions))
 
-    def leader_for_partition(self, tp) -> int:
-        return self.leaders.get(tp.partition, 0) if hasattr(self, "leaders") else 0
-
     def add_listener(self, listener) -> None:
         self.listeners.append(listener)
 
@@ -161,42 +158,6 @@ async def test_records_arriving_while_a_batch_is_in_flight_form_the_next_batch_i
     partition = partition_of(record(0, agent=1))
     assert producer.values(partition) == [b"v%d" % i for i in range(12)]
     assert [len(b.records) for _, b, _ in producer.submitted] == [5, 7]
-
-
-async def test_lanes_of_one_broker_wait_for_its_round_and_go_together():
-    producer = FakeProducer()
-    batcher = PartitionBatcher(producer, deadline_s=5)
-    agents = {}  # one agent per partition
-    for agent in range(100):
-        agents.setdefault(partition_of(record(0, agent=agent)), agent)
-    first = asyncio.create_task(batcher.send(record(0, agent=agents[0])))
-    await asyncio.sleep(0.01)
-    assert [p for p, _, _ in producer.submitted] == [0]
-    # partition 0 has a batch on its way to broker 0: partitions 1..3 (same broker) are held, not submitted
-    held = [asyncio.create_task(batcher.send(record(i, agent=agents[i]))) for i in range(1, PARTITIONS)]
-    more = asyncio.create_task(batcher.send(record(9, agent=agents[0])))
-    await asyncio.sleep(0.01)
-    assert [p for p, _, _ in producer.submitted] == [0]
-    producer.ack_all()
-    await asyncio.sleep(0.01)
-    assert first.done()
-    assert sorted(p for p, _, _ in producer.submitted[1:]) == list(range(PARTITIONS))  # one round, every lane
-    await settle_all(producer, held + [more])
-
-
-async def test_lanes_of_different_brokers_do_not_wait_for_each_other():
-    producer = FakeProducer()
-    producer.client.cluster.leaders = {0: 0, 1: 1, 2: 1, 3: 1}
-    batcher = PartitionBatcher(producer, deadline_s=5)
-    agents = {}
-    for agent in range(100):
-        agents.setdefault(partition_of(record(0, agent=agent)), agent)
-    first = asyncio.create_task(batcher.send(record(0, agent=agents[0])))
-    await asyncio.sleep(0.01)
-    other = [asyncio.create_task(batcher.send(record(i, agent=agents[i]))) for i in range(1, PARTITIONS)]
-    await asyncio.sleep(0.01)
-    assert sorted(p for p, _, _ in producer.submitted) == list(range(PARTITIONS))  # broker 1 was free
-    await settle_all(producer, [first] + other)
 
 
 async def test_a_batch_waiting_for_the_accumulator_is_followed_in_order():
