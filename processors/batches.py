@@ -149,9 +149,7 @@ async def _acknowledge(app: faust.App, in_flight: BatchesInFlight, delivered: as
         except Exception as exc:
             await _failed(app, messages[0].topic if messages else "?", exc)
             return
-        consumer = app.consumer
-        for message in messages:
-            consumer.ack(message)
+        app.consumer.ack_batch(messages)
         inbound = app.monitor.stream_inbound_time  # Faust's livelock check: these partitions are being processed
         now = time.monotonic()
         for tp in {message.tp for message in messages}:

@@ -16,9 +16,13 @@ import asyncio
 import contextlib
 from typing import Any
 
+from collections.abc import Sequence
+
 from faust.transport.consumer import Fetcher
 from faust.transport.drivers.aiokafka import Consumer
-from faust.types import TP
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from processors.batches import batch_topics_of
 from processors.changelog import pending_changelog
@@ -32,6 +36,30 @@ class BatchingConsumer(Consumer):
         async with in_flight.exclusive() if in_flight is not None else contextlib.nullcontext():
             await pending_changelog(self.app).flush(self.app.producer._ensure_producer())
             return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+
+    def ack_batch(self, messages: Sequence[Message]) -> None:
+        """``Consumer.ack`` for each of a batch's records (which were never tracked as in flight), under one
+        acquisition of Faust's ack lock instead of one per record."""
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        with ack_lock:
+            committed_offsets, acked_index, acked = self._committed_offset, self._acked_index, self._acked
+            count = 0
+            for message in messages:
+                if message.acked:
+                    continue
+                message.acked = True
+                tp, offset = message.tp, message.offset
+                if not acks_enabled_for(message.topic):
+                    continue
+                committed = committed_offsets[tp]
+                if committed is None or offset >= committed:
+                    index = acked_index[tp]
+                    if offset not in index:
+                        index.add(offset)
+                        acked[tp].append(offset)
+                        count += 1
+            self._n_acked += count
+            notify(self._waiting_for_ack)
 
     async def _drain_messages(self, fetcher: Fetcher) -> None:  # the loop of Faust's, batch topics aside
         batch_topics = batch_topics_of(self.app)

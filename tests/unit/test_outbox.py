@@ -286,3 +286,38 @@ async def test_a_record_without_key_or_partition_is_refused():
     outbox.send("out", None, b"v")
     with pytest.raises(ValueError, match="neither a key nor a partition"):
         await outbox.deliver()
+
+
+def test_ack_batch_leaves_faust_with_the_same_offsets_to_commit_as_acking_one_by_one():
+    from collections import defaultdict
+
+    from faust.transport.consumer import Consumer as FaustConsumer
+    from faust.types import TP
+
+    from processors.consumer import BatchingConsumer
+
+    def consumer_state(committed: dict) -> SimpleNamespace:
+        return SimpleNamespace(
+            app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == "raw")),
+            _committed_offset=defaultdict(lambda: None, committed), _acked_index=defaultdict(set),
+            _acked=defaultdict(list), _n_acked=0, _waiting_for_ack=None, _unacked_messages=set())
+
+    class Record:  # what acknowledging reads of a ``faust.types.Message``; hashable like one
+        def __init__(self, topic: str, partition: int, offset: int) -> None:
+            self.topic, self.tp, self.offset, self.acked = topic, TP(topic, partition), offset, False
+
+    def messages() -> list[Record]:
+        made = [Record(topic, partition, offset)
+                for topic in ("raw", "no-acks") for partition in (0, 1) for offset in range(5, 12)]
+        return made + [made[3]]  # acknowledged twice
+
+    committed = {TP("raw", 0): 8}  # offsets below the committed one are not acknowledged again
+    one_by_one, batched = consumer_state(committed), consumer_state(committed)
+    for message in messages():
+        FaustConsumer.ack(one_by_one, message)  # type: ignore[arg-type]
+    batch = messages()
+    BatchingConsumer.ack_batch(batched, batch)  # type: ignore[arg-type]
+    assert dict(batched._acked) == dict(one_by_one._acked)
+    assert dict(batched._acked_index) == dict(one_by_one._acked_index)
+    assert batched._n_acked == one_by_one._n_acked
+    assert all(message.acked for message in batch)
