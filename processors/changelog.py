@@ -5,9 +5,10 @@ record of each marked key is encoded and sent when the worker commits its input 
 and only the key's latest value: an agent touched in every batch costs one changelog record per commit interval,
 not one per batch (Kafka Streams flushes its stores on commit the same way).
 
-What keeps replays exact: a committed offset never runs ahead of the changelog. The consumer flushes the pending
-records while no batch is in flight (``BatchesInFlight.exclusive``), waits until Kafka has them, and only then
-commits the offsets acknowledged so far. A changelog may run ahead of the committed offsets (a worker dies between
+What keeps replays exact: a committed offset never runs ahead of the changelog. The consumer takes a consistent
+cut while no batch is in flight (``BatchesInFlight.exclusive``, a few milliseconds): the pending records, encoded,
+and the input offsets acknowledged so far. Batches go on while the cut is sent; once Kafka has all of it, the
+consumer commits the offsets of the cut, never later ones. A changelog may run ahead of the committed offsets (a worker dies between
 a flush and the next commit, or before acknowledging a batch whose records were delivered): the events replayed
 from the committed offset then meet a state that already holds them, and the rules make them no-ops, which is
 right because their records were delivered before their batch was acknowledged.
@@ -58,23 +59,31 @@ class PendingChangelog:
             raise TypeError(f"table {table.name} does not say which partition holds key {key!r}")
         self._pending.setdefault((table.changelog_topic.get_topic_name(), partition), {})[key] = value
 
-    async def flush(self, producer: AIOKafkaProducer) -> int:
-        """Send the latest value of every marked key to its changelog and wait for Kafka; the number of records.
+    def cut(self) -> dict[tuple[str, int], list[Record]]:
+        """The changelog records of every marked key's current value, encoded now; nothing is marked after.
 
-        Call it while no batch is in flight: a batch's table values must not be durable before its records are.
+        Take the cut while no batch is in flight (a batch's table values must not be durable before its records
+        are); sending it (``write``) may overlap with later batches.
         """
         if self._poisoned is not None:
             raise RuntimeError(f"table changes are not written after a failed batch ({self._poisoned!r})")
         pending, self._pending = self._pending, {}
+        return {tp: [(key, None if value is None else encode(value), None) for key, value in keys.items()]
+                for tp, keys in pending.items()}
+
+    async def write(self, producer: AIOKafkaProducer, cut: dict[tuple[str, int], list[Record]]) -> int:
+        """Send a cut and wait until Kafka has it all; the number of records. A failure poisons the changelog:
+        what the cut held is lost to this worker, which must stop (its next owner replays from the last commit)."""
         try:
-            records = {tp: [(key, None if value is None else encode(value), None) for key, value in keys.items()]
-                       for tp, keys in pending.items()}
-            await send_batches(producer, records)
-        except BaseException:
-            for tp, keys in pending.items():  # kept for the next flush (a value marked meanwhile is newer)
-                self._pending[tp] = {**keys, **self._pending.get(tp, {})}
+            await send_batches(producer, cut)
+        except BaseException as exc:
+            self.poison(exc)
             raise
-        return sum(len(r) for r in records.values())
+        return sum(len(records) for records in cut.values())
+
+    async def flush(self, producer: AIOKafkaProducer) -> int:
+        """``cut`` and ``write``."""
+        return await self.write(producer, self.cut())
 
 
 _pending: "weakref.WeakKeyDictionary[Any, PendingChangelog]" = weakref.WeakKeyDictionary()

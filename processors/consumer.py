@@ -32,10 +32,21 @@ class BatchingConsumer(Consumer):
     """Faust's aiokafka consumer with batch topics and a changelog flush before every offset commit."""
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Faust's ``force_commit`` around a consistent cut: the tables' changed values and the offsets acknowledged
+        when no batch was in flight; the changelog records are written, then exactly those offsets committed.
+        (Faust's attached messages, which ``force_commit`` also publishes, are not used by the stages.)"""
         in_flight = known_batches_in_flight(self.app)
+        changelog = pending_changelog(self.app)
+        sensor_state = self.app.sensors.on_commit_initiated(self)
         async with in_flight.exclusive() if in_flight is not None else contextlib.nullcontext():
-            await pending_changelog(self.app).flush(self.app.producer._ensure_producer())
-            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+            cut = changelog.cut()
+            offsets = self._filter_committable_offsets(list(self._filter_tps_with_pending_acks(topics)))
+        await changelog.write(self.app.producer._ensure_producer(), cut)
+        did_commit = False
+        if offsets:
+            did_commit = await self._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        self.app.sensors.on_commit_completed(self, sensor_state)
+        return did_commit
 
     def ack_batch(self, messages: Sequence[Message]) -> None:
         """``Consumer.ack`` for each of a batch's records (which were never tracked as in flight), under one

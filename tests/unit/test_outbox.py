@@ -170,23 +170,33 @@ async def test_a_table_sees_its_writes_at_once_and_its_changelog_gets_the_latest
     assert partitions == {key: default_partition(key, PARTITIONS) for key in changelog}
 
 
-async def test_a_failed_flush_keeps_its_records_for_the_next_one_and_a_newer_value_wins():
+async def test_a_cut_holds_the_values_as_of_now_and_later_writes_go_to_the_next_one():
     producer = RecordingProducer()
     app = FakeApp(producer)
     table = FakeTable("state")
     outbox_with(producer, app).put(table, "a", Value(1))
-    outbox_with(producer, app).put(table, "b", Value(1))
+    cut = pending_changelog(app).cut()  # type: ignore[arg-type]
+    value = table.data[b"a"]
+    value.n = 5  # a later batch changes the value in place and writes it again
+    outbox_with(producer, app).put(table, "a", value)
+    assert {key: v for records in cut.values() for key, v, _ in records} == {b"a": b'{"n":1}'}
+    assert await flush(app, producer) == 1
+    assert {key: v for _, _, records in producer.submitted for key, v in records} == {b"a": b'{"n":5}'}
+
+
+async def test_a_failed_changelog_write_poisons_the_changelog():
+    producer = RecordingProducer()
+    app = FakeApp(producer)
+    outbox_with(producer, app).put(FakeTable("state"), "a", Value(1))
     flushing = asyncio.create_task(pending_changelog(app).flush(producer))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)
-    outbox_with(producer, app).put(table, "a", Value(2))  # marked while the failing flush waits
     for future in producer.unacknowledged:
         future.set_exception(RuntimeError("broker gone"))
     with pytest.raises(RuntimeError, match="broker gone"):
         await flushing
-    producer.submitted.clear()
-    assert await flush(app, producer) == 2
-    assert {key: value for _, _, records in producer.submitted for key, value in records} == {
-        b"a": b'{"n":2}', b"b": b'{"n":1}'}
+    outbox_with(producer, app).put(FakeTable("state"), "b", Value(1))
+    with pytest.raises(RuntimeError, match="not written after a failed batch"):
+        pending_changelog(app).cut()  # type: ignore[arg-type]
 
 
 async def test_a_commit_waits_for_the_batches_in_flight_and_holds_back_new_ones():
