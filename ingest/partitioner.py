@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from aiokafka.partitioner import murmur2
+from schemas.partitioning import murmur2
 
 
 class KeyPartitioner:
