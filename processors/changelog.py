@@ -8,10 +8,10 @@ not one per batch (Kafka Streams flushes its stores on commit the same way).
 What keeps replays exact: a committed offset never runs ahead of the changelog. The consumer takes a consistent
 cut while no batch is in flight (``BatchesInFlight.exclusive``, a few milliseconds): the pending records, encoded,
 and the input offsets acknowledged so far. Batches go on while the cut is sent; once Kafka has all of it, the
-consumer commits the offsets of the cut, never later ones. A changelog may run ahead of the committed offsets (a worker dies between
-a flush and the next commit, or before acknowledging a batch whose records were delivered): the events replayed
-from the committed offset then meet a state that already holds them, and the rules make them no-ops, which is
-right because their records were delivered before their batch was acknowledged.
+consumer commits the offsets of the cut, never later ones. A changelog may run ahead of the committed offsets (a
+worker dies between writing a cut and committing it, or before acknowledging a batch whose records were
+delivered): the events replayed from the committed offset then meet a state that already holds them, and the
+rules make them no-ops, which is right because their records were delivered before their batch was acknowledged.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ Record = tuple[bytes | None, bytes | None, int | None]
 
 
 class PendingChangelog:
-    """The table keys written since the last flush, by changelog topic partition, with their latest values."""
+    """The table keys written since the last cut, by changelog topic partition, with their latest values."""
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, int], dict[bytes, msgspec.Struct | None]] = {}
@@ -44,13 +44,10 @@ class PendingChangelog:
     def poison(self, reason: BaseException) -> None:
         """A batch changed the tables but its records may not have reached Kafka: never flush again.
 
-        Offsets are then never committed again either (the flush precedes every commit), so whoever processes
+        Offsets are then never committed again either (a cut precedes every commit), so whoever processes
         these partitions next starts from the last good changelog and committed offset and replays the rest.
         """
         self._poisoned = self._poisoned or reason
-
-    def __len__(self) -> int:
-        return sum(len(keys) for keys in self._pending.values())
 
     def mark(self, table: "StructTable", key: bytes, value: msgspec.Struct | None) -> None:
         """``key`` of ``table`` now holds ``value`` (None: deleted)."""
@@ -81,16 +78,11 @@ class PendingChangelog:
             raise
         return sum(len(records) for records in cut.values())
 
-    async def flush(self, producer: AIOKafkaProducer) -> int:
-        """``cut`` and ``write``."""
-        return await self.write(producer, self.cut())
-
-
 _pending: "weakref.WeakKeyDictionary[Any, PendingChangelog]" = weakref.WeakKeyDictionary()
 
 
 def pending_changelog(app: faust.App) -> PendingChangelog:
-    """The app's ``PendingChangelog`` (one per worker, shared by its stages and flushed by its consumer)."""
+    """The app's ``PendingChangelog`` (one per worker, shared by its stages and written by its consumer)."""
     if app not in _pending:
         _pending[app] = PendingChangelog()
     return _pending[app]

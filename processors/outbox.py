@@ -8,7 +8,8 @@ partition, submitted together.
 Table writes change the table at once and are marked in the worker's ``PendingChangelog``, whose records go out
 before the next offset commit (``processors.changelog``): a table value is never durable ahead of the records it
 implies, so a batch replayed after a crash re-emits whatever could have been lost, and the rules turn what was
-already applied into no-ops. The caller acknowledges the batch's input events only after ``deliver`` has returned.
+already applied into no-ops. A batch's input events are acknowledged only once Kafka has all its outbox's records
+(``Deliveries``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from schemas.partitioning import default_partition
 
 
 class Outbox:
-    """Records and table writes of one batch; ``deliver`` sends the records and waits until Kafka has them all.
+    """Records and table writes of one batch; ``submit`` hands the records to the producer.
 
     ``send`` takes a derived or re-keyed record; without a partition, the key's default partition. ``put`` and
     ``delete`` change a table at once (later reads see the change) and mark the key for its changelog.
@@ -51,12 +52,6 @@ class Outbox:
         if raw_key in table.data:
             del table.data[raw_key]
             self._changelog.mark(table, raw_key, None)
-
-    async def deliver(self) -> None:
-        """Send the records and wait until Kafka has acknowledged them all."""
-        acknowledgements = await self.submit()
-        if acknowledgements:
-            await asyncio.gather(*acknowledgements)
 
     async def submit(self) -> list[asyncio.Future]:
         """Hand the records to the producer, one record batch per topic partition in the order they were sent;

@@ -172,26 +172,10 @@ def add_time(totals: WindowTotals, step: Step, ms: int) -> None:
 
 
 def _add_ms(totals: WindowTotals, status: str, unavailable_reason: str | None, availability: str, ms: int) -> None:
-    # ``bump`` three times, inlined: this runs for every window size and call center of every event
-    counts = totals.ms_by_status
-    value = counts.get(status, 0) + ms
-    if value:
-        counts[status] = value
-    else:
-        counts.pop(status, None)
+    bump(totals.ms_by_status, status, ms)
     if unavailable_reason is not None:
-        counts = totals.ms_by_unavailable_reason
-        value = counts.get(unavailable_reason, 0) + ms
-        if value:
-            counts[unavailable_reason] = value
-        else:
-            counts.pop(unavailable_reason, None)
-    counts = totals.ms_by_availability
-    value = counts.get(availability, 0) + ms
-    if value:
-        counts[availability] = value
-    else:
-        counts.pop(availability, None)
+        bump(totals.ms_by_unavailable_reason, unavailable_reason, ms)
+    bump(totals.ms_by_availability, availability, ms)
 
 
 def add_totals(into: WindowTotals, other: WindowTotals, sign: int = 1) -> None:

@@ -85,17 +85,19 @@ def outbox_with(producer: RecordingProducer, app: FakeApp | None = None) -> Outb
 
 
 async def flush(app: FakeApp, producer: RecordingProducer) -> int:
-    flushing = asyncio.create_task(pending_changelog(app).flush(producer))  # type: ignore[arg-type]
+    """What a commit does with the pending changelog: take a cut and write it (acknowledged here)."""
+    changelog = pending_changelog(app)  # type: ignore[arg-type]
+    flushing = asyncio.create_task(changelog.write(producer, changelog.cut()))  # type: ignore[arg-type]
     while not flushing.done():
         await producer.acknowledge_all()
     return await flushing
 
 
 async def deliver(outbox: Outbox, producer: RecordingProducer) -> None:
-    delivery = asyncio.create_task(outbox.deliver())
-    while not delivery.done():
-        await producer.acknowledge_all()
-    await delivery
+    """Submit the outbox's records and acknowledge them all."""
+    acknowledgements = await outbox.submit()
+    await producer.acknowledge_all()
+    await asyncio.gather(*acknowledgements)
 
 
 def test_murmur2_equals_aiokafkas_for_every_length_and_byte():
@@ -188,7 +190,8 @@ async def test_a_failed_changelog_write_poisons_the_changelog():
     producer = RecordingProducer()
     app = FakeApp(producer)
     outbox_with(producer, app).put(FakeTable("state"), "a", Value(1))
-    flushing = asyncio.create_task(pending_changelog(app).flush(producer))  # type: ignore[arg-type]
+    changelog = pending_changelog(app)  # type: ignore[arg-type]
+    flushing = asyncio.create_task(changelog.write(producer, changelog.cut()))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)
     for future in producer.unacknowledged:
         future.set_exception(RuntimeError("broker gone"))
@@ -275,7 +278,7 @@ async def test_a_poisoned_changelog_refuses_to_flush():
     outbox_with(producer, app).put(FakeTable("state"), "a", Value(1))
     pending_changelog(app).poison(RuntimeError("records of a batch were not delivered"))
     with pytest.raises(RuntimeError, match="not written after a failed batch"):
-        await pending_changelog(app).flush(producer)  # type: ignore[arg-type]
+        pending_changelog(app).cut()  # type: ignore[arg-type]
     assert producer.submitted == []
 
 
@@ -295,7 +298,7 @@ async def test_a_record_without_key_or_partition_is_refused():
     outbox = outbox_with(RecordingProducer())
     outbox.send("out", None, b"v")
     with pytest.raises(ValueError, match="neither a key nor a partition"):
-        await outbox.deliver()
+        await outbox.submit()
 
 
 def test_ack_batch_leaves_faust_with_the_same_offsets_to_commit_as_acking_one_by_one():
