@@ -78,12 +78,20 @@ def step_of(event: AgentStatusEvent, identity: str | None = None) -> Step:
 
 
 class OpenWindow(msgspec.Struct, array_like=True):
-    """Accumulated totals of one window that is not closed yet, for the agent and per call center."""
+    """Accumulators of one window that is not closed yet.
+
+    Time is summed per agent state (status, reason, availability and call centers together: one dict addition
+    per event and window), entries per kind; both are expanded into the agent's and each call center's totals
+    only when the window is emitted or queried (``window_totals``). A key whose sum went back to zero is kept:
+    its call centers still get a (zero) record, which replaces an earlier contribution of the agent.
+    """
 
     size_ms: int
     start_ms: int
-    agent: WindowTotals
-    call_centers: dict[str, WindowTotals]
+    ms_by_state: dict[str, int]
+    """``state_key(step)`` -> milliseconds in that state within the window."""
+    entries: dict[str, int]
+    """``entry_key(...)`` -> number of such entries whose date lies in the window."""
 
 
 class AgentTimeline(msgspec.Struct):
@@ -166,6 +174,49 @@ class Emitted:
 # ---------------------------------------------------------------------------------------------- totals
 
 
+_key_encoder = msgspec.json.Encoder()
+_state_decoder = msgspec.json.Decoder(tuple[str, str | None, str, list[str]])
+_entry_decoder = msgspec.json.Decoder(tuple[str, bool, list[str]])
+
+
+def state_key(step: Step) -> str:
+    """Accumulator key of the step's state: what its time counts towards, for the agent and its call centers."""
+    reason = step.reason if step.status == "unavailable" else None
+    return _key_encoder.encode((step.status, reason, step.availability, step.call_centers)).decode()
+
+
+def entry_key(status: str, agent_entry: bool, call_centers: list[str]) -> str:
+    """Accumulator key of an entry into ``status``: for the agent (or not) and for these call centers."""
+    return _key_encoder.encode((status, agent_entry, call_centers)).decode()
+
+
+def window_totals(window: OpenWindow, agent_only: bool = False) -> tuple[WindowTotals, dict[str, WindowTotals]]:
+    """The agent's totals and each call center's from a window's accumulators."""
+    agent = empty_totals()
+    per_cc: dict[str, WindowTotals] = {}
+    for key, ms in window.ms_by_state.items():
+        status, reason, availability, call_centers = _state_decoder.decode(key)
+        if ms:
+            _add_ms(agent, status, reason, availability, ms)
+        if agent_only:
+            continue
+        for cc in call_centers:
+            totals = totals_of(per_cc, cc)
+            if ms:
+                _add_ms(totals, status, reason, availability, ms)
+    for key, count in window.entries.items():
+        status, agent_entry, call_centers = _entry_decoder.decode(key)
+        if agent_entry and count:
+            bump(agent.entries_by_status, status, count)
+        if agent_only:
+            continue
+        for cc in call_centers:
+            totals = totals_of(per_cc, cc)
+            if count:
+                bump(totals.entries_by_status, status, count)
+    return agent, per_cc
+
+
 def add_time(totals: WindowTotals, step: Step, ms: int) -> None:
     """Add (or, negative, remove) ``ms`` of ``step``'s state to the totals."""
     _add_ms(totals, step.status, step.reason if step.status == "unavailable" else None, step.availability, ms)
@@ -210,11 +261,6 @@ def totals_of(by_call_center: dict[str, WindowTotals], call_center_id: str) -> W
     if totals is None:
         totals = by_call_center[call_center_id] = empty_totals()
     return totals
-
-
-def copy_totals(totals: WindowTotals) -> WindowTotals:
-    return WindowTotals(dict(totals.ms_by_status), dict(totals.ms_by_unavailable_reason),
-                        dict(totals.ms_by_availability), dict(totals.entries_by_status))
 
 
 # ---------------------------------------------------------------------------------------------- the core
@@ -368,7 +414,7 @@ class TimeInStatusCore:
         key = f"{size}:{start}"  # window_key
         window = state.open_windows.get(key)
         if window is None:
-            window = state.open_windows[key] = OpenWindow(size, start, empty_totals(), {})
+            window = state.open_windows[key] = OpenWindow(size, start, {}, {})
         return window
 
     def _add_span(
@@ -376,8 +422,7 @@ class TimeInStatusCore:
     ) -> None:
         if end <= start:
             return
-        status, availability, call_centers = step.status, step.availability, step.call_centers
-        reason = step.reason if status == "unavailable" else None
+        key = state_key(step)
         closed_until = state.closed_until_ms
         for size in self.sizes:
             closed = closed_until.get(size)
@@ -390,15 +435,8 @@ class TimeInStatusCore:
                 if closed is not None and window_end <= closed:
                     dirty.add((size, window_start_ms))
                 else:
-                    ms = sign * (piece_end - cursor)
-                    window = self._window(state, size, window_start_ms)
-                    _add_ms(window.agent, status, reason, availability, ms)
-                    by_call_center = window.call_centers
-                    for cc in call_centers:
-                        totals = by_call_center.get(cc)
-                        if totals is None:
-                            totals = by_call_center[cc] = empty_totals()
-                        _add_ms(totals, status, reason, availability, ms)
+                    by_state = self._window(state, size, window_start_ms).ms_by_state
+                    by_state[key] = by_state.get(key, 0) + sign * (piece_end - cursor)
                 cursor = piece_end
                 window_start_ms = window_end
 
@@ -408,17 +446,16 @@ class TimeInStatusCore:
         agent_entry, cc_entries = entries(step, previous)
         if not agent_entry and not cc_entries:
             return
+        key = entry_key(step.status, agent_entry, cc_entries)
+        date_ms = step.date_ms
         for size in self.sizes:
-            start = window_start(step.date_ms, size)
+            start = date_ms - date_ms % size  # window_start
             closed = state.closed_until_ms.get(size)
             if closed is not None and start + size <= closed:
                 dirty.add((size, start))
                 continue
-            window = self._window(state, size, start)
-            if agent_entry:
-                bump(window.agent.entries_by_status, step.status, sign)
-            for cc in cc_entries:
-                bump(totals_of(window.call_centers, cc).entries_by_status, step.status, sign)
+            counts = self._window(state, size, start).entries
+            counts[key] = counts.get(key, 0) + sign
 
     # -- closing windows
 
@@ -441,7 +478,8 @@ class TimeInStatusCore:
         ]
         for window in sorted(closing, key=lambda w: (w.start_ms, w.size_ms)):
             del state.open_windows[window_key(window.size_ms, window.start_ms)]
-            self._emit(state, window.size_ms, window.start_ms, window.agent, window.call_centers, out)
+            agent, per_cc = window_totals(window)
+            self._emit(state, window.size_ms, window.start_ms, agent, per_cc, out)
         state.closed_until_ms = {
             size: max(boundary, state.closed_until_ms.get(size, boundary)) for size, boundary in boundaries.items()
         }
@@ -542,7 +580,7 @@ class TimeInStatusCore:
         out.agent_windows.append(self.agent_record(state.agent_id, size, start, state.seq, True, agent))
         for cc in sorted(per_cc):
             out.contributions.append(
-                CallCenterContribution(cc, state.agent_id, size, start, state.seq, copy_totals(per_cc[cc]))
+                CallCenterContribution(cc, state.agent_id, size, start, state.seq, per_cc[cc])
             )
 
     @staticmethod
@@ -551,7 +589,7 @@ class TimeInStatusCore:
     ) -> AgentTimeInStatus:
         return AgentTimeInStatus(
             agent_id=agent_id, window_size=format_duration(size), window_size_ms=size, window_start_ms=start,
-            window_end_ms=start + size, revision=revision, final=final, totals=copy_totals(totals),
+            window_end_ms=start + size, revision=revision, final=final, totals=totals,
         )
 
     # -- queries
@@ -578,7 +616,8 @@ class TimeInStatusCore:
             else:
                 window = state.open_windows.get(window_key(size, start))
                 if window is not None:
-                    records.append(self.agent_record(state.agent_id, size, start, state.seq, False, window.agent))
+                    agent, _ = window_totals(window, agent_only=True)
+                    records.append(self.agent_record(state.agent_id, size, start, state.seq, False, agent))
             start += size
         return records
 

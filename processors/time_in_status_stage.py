@@ -373,7 +373,8 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             decoded = item.event
             state, store = timeline_of(decoded.agent_id)
             touched.setdefault(item.partition, set()).add(decoded.agent_id)
-            out.extend(core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall)[1])
+            out.extend(core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall,
+                                  item.dedup_id)[1])
             if core.plausible(decoded.date, wall):
                 clock.max_date_ms = max(clock.max_date_ms or decoded.date, decoded.date)
                 clock.event_max_date_ms = max(clock.event_max_date_ms or decoded.date, decoded.date)
