@@ -24,6 +24,8 @@ class RawEvent(msgspec.Struct, frozen=True):
     """A decoded raw event with where it came from."""
 
     event: AgentStatusEvent
+    agent_id: str
+    """``event.agent_id``, computed once."""
     dedup_id: str
     partition: int
     offset: int
@@ -48,7 +50,8 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
             except SchemaError as exc:
                 dead_letters.send(outbox, message, exc)
                 continue
-            batch.append(RawEvent(decoded, dedup_identity(decoded), message.partition, message.offset))
+            batch.append(RawEvent(decoded, decoded.agent_id, dedup_identity(decoded), message.partition,
+                                  message.offset))
         for handler in handlers:
             handler.handle_raw_batch(batch, outbox)
 

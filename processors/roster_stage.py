@@ -147,7 +147,7 @@ class RosterStage:
         changes: dict[str, dict[str, RosterChange]] = {}
         now_ms = int(time.time() * 1000)
         for raw in batch:
-            agent_id = raw.event.agent_id
+            agent_id = raw.agent_id
             if agent_id not in states:
                 states[agent_id] = self.agent_state(agent_id)
             step = apply_event(states[agent_id], raw.event, raw.dedup_id, raw.offset, now_ms)

@@ -190,12 +190,26 @@ def entry_key(status: str, agent_entry: bool, call_centers: list[str]) -> str:
     return _key_encoder.encode((status, agent_entry, call_centers)).decode()
 
 
+_decoded_keys: dict[str, tuple] = {}
+"""Accumulator keys decoded so far: an agent has few distinct states, each is decoded once (bounded below)."""
+_DECODED_KEYS_KEPT = 100_000
+
+
+def _decoded(key: str, decoder: msgspec.json.Decoder) -> tuple:
+    decoded = _decoded_keys.get(key)
+    if decoded is None:
+        if len(_decoded_keys) >= _DECODED_KEYS_KEPT:
+            _decoded_keys.clear()
+        decoded = _decoded_keys[key] = decoder.decode(key)
+    return decoded
+
+
 def window_totals(window: OpenWindow, agent_only: bool = False) -> tuple[WindowTotals, dict[str, WindowTotals]]:
     """The agent's totals and each call center's from a window's accumulators."""
     agent = empty_totals()
     per_cc: dict[str, WindowTotals] = {}
     for key, ms in window.ms_by_state.items():
-        status, reason, availability, call_centers = _state_decoder.decode(key)
+        status, reason, availability, call_centers = _decoded(key, _state_decoder)
         if ms:
             _add_ms(agent, status, reason, availability, ms)
         if agent_only:
@@ -205,7 +219,7 @@ def window_totals(window: OpenWindow, agent_only: bool = False) -> tuple[WindowT
             if ms:
                 _add_ms(totals, status, reason, availability, ms)
     for key, count in window.entries.items():
-        status, agent_entry, call_centers = _entry_decoder.decode(key)
+        status, agent_entry, call_centers = _decoded(key, _entry_decoder)
         if agent_entry and count:
             bump(agent.entries_by_status, status, count)
         if agent_only:
@@ -301,9 +315,11 @@ class TimeInStatusCore:
         watermark_ms: int | None,
         now_ms: int,
         identity: str | None = None,
+        out: Emitted | None = None,
     ) -> tuple[AgentTimeline, Emitted]:
-        """Apply one event; the state is changed in place and returned with the records to publish."""
-        out = Emitted()
+        """Apply one event; the state is changed in place and returned with the records to publish (appended to
+        ``out`` when given)."""
+        out = Emitted() if out is None else out
         reason = self.rejection(event.date, watermark_ms, now_ms)
         if reason is not None:
             out.late.append(LateEvent(state.agent_id, reason, event.date, watermark_ms, event))
@@ -424,6 +440,7 @@ class TimeInStatusCore:
             return
         key = state_key(step)
         closed_until = state.closed_until_ms
+        open_windows = state.open_windows
         for size in self.sizes:
             closed = closed_until.get(size)
             # ``cut_interval``, inlined (it runs for every event and window size)
@@ -435,7 +452,10 @@ class TimeInStatusCore:
                 if closed is not None and window_end <= closed:
                     dirty.add((size, window_start_ms))
                 else:
-                    by_state = self._window(state, size, window_start_ms).ms_by_state
+                    window = open_windows.get(f"{size}:{window_start_ms}")  # _window, inlined
+                    if window is None:
+                        window = self._window(state, size, window_start_ms)
+                    by_state = window.ms_by_state
                     by_state[key] = by_state.get(key, 0) + sign * (piece_end - cursor)
                 cursor = piece_end
                 window_start_ms = window_end
@@ -454,16 +474,20 @@ class TimeInStatusCore:
             if closed is not None and start + size <= closed:
                 dirty.add((size, start))
                 continue
-            counts = self._window(state, size, start).entries
+            window = state.open_windows.get(f"{size}:{start}")  # _window, inlined
+            if window is None:
+                window = self._window(state, size, start)
+            counts = window.entries
             counts[key] = counts.get(key, 0) + sign
 
     # -- closing windows
 
     def close(
-        self, state: AgentTimeline, chunks: ChunkStore, watermark_ms: int | None
+        self, state: AgentTimeline, chunks: ChunkStore, watermark_ms: int | None, out: Emitted | None = None,
     ) -> tuple[AgentTimeline, Emitted]:
-        """Close every window of the agent that ends at or before the watermark; drop history beyond the horizon."""
-        out = Emitted()
+        """Close every window of the agent that ends at or before the watermark; drop history beyond the horizon.
+        The records are appended to ``out`` when given."""
+        out = Emitted() if out is None else out
         last = state.last
         if watermark_ms is None or last is None or state.counted_until_ms is None:
             return state, out

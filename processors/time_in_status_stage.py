@@ -371,13 +371,19 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
                     clock.max_date_ms = max(clock.max_date_ms or advanced, advanced)
                 continue
             decoded = item.event
-            state, store = timeline_of(decoded.agent_id)
-            touched.setdefault(item.partition, set()).add(decoded.agent_id)
-            out.extend(core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall,
-                                  item.dedup_id)[1])
-            if core.plausible(decoded.date, wall):
-                clock.max_date_ms = max(clock.max_date_ms or decoded.date, decoded.date)
-                clock.event_max_date_ms = max(clock.event_max_date_ms or decoded.date, decoded.date)
+            agent_id = item.agent_id
+            state, store = timeline_of(agent_id)
+            partition_touched = touched.get(item.partition)
+            if partition_touched is None:
+                partition_touched = touched[item.partition] = set()
+            partition_touched.add(agent_id)
+            core.apply(state, store, decoded, core.watermark(clock.max_date_ms), wall, item.dedup_id, out)
+            date = decoded.date
+            if core.plausible(date, wall):
+                if clock.max_date_ms is None or date > clock.max_date_ms:
+                    clock.max_date_ms = date
+                if clock.event_max_date_ms is None or date > clock.event_max_date_ms:
+                    clock.event_max_date_ms = date
                 clock.last_event_wall_ms = wall
         advanced: dict[int, int] = {}
         for partition, clock in clocks.items():
@@ -389,7 +395,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             due |= touched.get(partition, set())
             for agent_id in sorted(due):
                 state, store = timeline_of(agent_id)
-                out.extend(core.close(state, store, watermark)[1])
+                core.close(state, store, watermark, out)
                 close_schedule.update(partition, state)
 
         for interval in out.intervals:
