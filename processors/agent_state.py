@@ -55,12 +55,42 @@ class Outcome(enum.Enum):
 
 
 class AgentStep(msgspec.Struct):
-    """The result of applying one event."""
+    """The result of applying one event: the new state, and what to emit for it.
+
+    The records are built on demand (``agent_record``, ``changes``): a batch that applies many events of one agent
+    sends only the latest record per key, and builds only those (``change_kinds``, ``change``).
+    """
 
     state: AgentState
     outcome: Outcome
-    agent_record: AgentStateRecord | None = None
-    changes: list[RosterChange] = []
+    left: list[str] = []
+    """The call centers this event took the agent out of (APPLIED)."""
+
+    @property
+    def emits_agent_record(self) -> bool:
+        return self.outcome in (Outcome.APPLIED, Outcome.LATE, Outcome.REPLAY)
+
+    @property
+    def agent_record(self) -> AgentStateRecord | None:
+        """The agent-state topic record to send (None: nothing to send)."""
+        return agent_record(self.state) if self.emits_agent_record else None
+
+    def change_kinds(self) -> list[tuple[str, bool]]:
+        """``(call center id, joined)`` of each roster change to send, in order; False: the agent left it."""
+        if self.outcome is Outcome.APPLIED:
+            assert self.state.current is not None
+            return [(cc, False) for cc in self.left] + [(cc, True) for cc in self.state.current.call_center_ids]
+        if self.outcome is Outcome.REPLAY:
+            return current_change_kinds(self.state)
+        return []
+
+    def change(self, call_center_id: str, joined: bool) -> RosterChange:
+        return _join(self.state, call_center_id) if joined else _leave(self.state, call_center_id)
+
+    @property
+    def changes(self) -> list[RosterChange]:
+        """The roster changes to send, re-keyed by call center."""
+        return [self.change(cc, joined) for cc, joined in self.change_kinds()]
 
 
 def order_key(date_ms: int, event_timestamp_ms: int | None, dedup_id: str) -> tuple[int, int, str]:
@@ -78,7 +108,7 @@ def apply_event(
     """Apply one decoded event (at source ``offset``, wall clock ``now_ms``) to an agent's state."""
     state = state or AgentState(agent_id=event.agent_id)
     if offset is not None and offset <= state.last_offset:
-        return AgentStep(state, Outcome.REPLAY, agent_record(state), current_changes(state))
+        return AgentStep(state, Outcome.REPLAY)
     short_id = dedup_id[:RECENT_ID_CHARS]
     if short_id in state.recent_ids:
         return AgentStep(state, Outcome.DUPLICATE)
@@ -94,7 +124,7 @@ def apply_event(
         late = msgspec.structs.replace(
             state, late_events=state.late_events + 1, recent_ids=recent_ids, last_offset=last_offset
         )
-        return AgentStep(late, Outcome.LATE, agent_record(late))
+        return AgentStep(late, Outcome.LATE)
 
     since_ms = current.since_ms if current is not None and current.on_duty_status == event.on_duty_status else event.date
     snapshot = AgentStatusSnapshot(
@@ -117,10 +147,8 @@ def apply_event(
         last_offset=last_offset,
         known_call_centers=sorted(set(state.known_call_centers) | set(snapshot.call_center_ids)),
     )
-    left = set(current.call_center_ids) - set(snapshot.call_center_ids) if current else set()
-    changes = [_leave(new_state, cc) for cc in sorted(left)]
-    changes += [_join(new_state, cc) for cc in snapshot.call_center_ids]
-    return AgentStep(new_state, Outcome.APPLIED, agent_record(new_state), changes)
+    left = sorted(set(current.call_center_ids) - set(snapshot.call_center_ids)) if current else []
+    return AgentStep(new_state, Outcome.APPLIED, left)
 
 
 def agent_record(state: AgentState) -> AgentStateRecord | None:
@@ -140,11 +168,16 @@ def agent_record(state: AgentState) -> AgentStateRecord | None:
 
 def current_changes(state: AgentState) -> list[RosterChange]:
     """Every call center's view of this agent as of now: joins for the current ones, leaves for the rest."""
+    return [_join(state, cc) if joined else _leave(state, cc) for cc, joined in current_change_kinds(state)]
+
+
+def current_change_kinds(state: AgentState) -> list[tuple[str, bool]]:
+    """``current_changes`` as ``(call center id, joined)``."""
     if state.current is None:
         return []
     on_duty = set(state.current.call_center_ids)
-    changes = [_leave(state, cc) for cc in state.known_call_centers if cc not in on_duty]
-    return changes + [_join(state, cc) for cc in state.current.call_center_ids]
+    kinds = [(cc, False) for cc in state.known_call_centers if cc not in on_duty]
+    return kinds + [(cc, True) for cc in state.current.call_center_ids]
 
 
 def _join(state: AgentState, call_center_id: str) -> RosterChange:

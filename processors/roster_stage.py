@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import faust
 import msgspec
 
-from processors.agent_state import AgentState, Outcome, apply_event
+from processors.agent_state import AgentState, AgentStep, Outcome, apply_event
 from processors.callcenter_roster import (
     ChangeOutcome,
     Membership,
@@ -45,7 +45,7 @@ from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
 from schemas import SchemaError, encode
 from schemas import topics as t
-from schemas.roster import AgentStateRecord, CallCenterAgentRecord, CallCenterSummaryRecord, RosterChange
+from schemas.roster import CallCenterAgentRecord, CallCenterSummaryRecord, RosterChange
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,9 @@ class RosterStage:
 
     def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
         states: dict[str, AgentState | None] = {}
-        records: dict[str, AgentStateRecord] = {}
-        changes: dict[str, dict[str, RosterChange]] = {}
+        records: dict[str, AgentStep] = {}  # agent id -> its latest step with an agent-state record to send
+        # call center id -> agent id -> the agent's latest step with a change for it, and the kind (joined or not)
+        changes: dict[str, dict[str, tuple[AgentStep, bool]]] = {}
         now_ms = int(time.time() * 1000)
         for raw in batch:
             agent_id = raw.agent_id
@@ -158,17 +159,23 @@ class RosterStage:
             if step.outcome is Outcome.LATE:
                 log.info("late event for agent %s at %d (current state is newer)", agent_id, raw.event.date)
             states[agent_id] = step.state
-            if step.agent_record is not None:
-                records[agent_id] = step.agent_record
-            for change in step.changes:  # the agent's latest change per call center supersedes earlier ones
-                changes.setdefault(change.call_center_id, {})[agent_id] = change
+            if step.emits_agent_record:
+                records[agent_id] = step
+            for cc, joined in step.change_kinds():  # the agent's latest change per call center supersedes earlier ones
+                by_agent = changes.get(cc)
+                if by_agent is None:
+                    by_agent = changes[cc] = {}
+                by_agent[agent_id] = (step, joined)
         for agent_id, state in states.items():
             if state is not None:
                 outbox.put(self.agent_table, agent_id, state)
-        for agent_id, record in records.items():
+        for agent_id, step in records.items():
+            record = step.agent_record
+            assert record is not None
             outbox.send(t.AGENT_STATE, agent_id.encode(), encode(record), timestamp_ms=record.updated_ms)
         for call_center_id, by_agent in changes.items():
-            outbox.send(self.changes_topic, call_center_id.encode(), encode(list(by_agent.values())))
+            batch = [step.change(call_center_id, joined) for step, joined in by_agent.values()]
+            outbox.send(self.changes_topic, call_center_id.encode(), encode(batch))
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender) -> RosterStage:

@@ -281,11 +281,12 @@ def totals_of(by_call_center: dict[str, WindowTotals], call_center_id: str) -> W
 
 
 class TimeInStatusCore:
-    """The rules, parameterised by a config; every method is a pure function of its arguments."""
+    """The rules, parameterised by a config; every method is a pure function of its arguments (memoised)."""
 
     def __init__(self, config: TimeInStatusConfig) -> None:
         self.config = config
         self.sizes = tuple(sorted(config.sizes_ms))
+        self._boundaries_cache: tuple[int, dict[int, int], int] | None = None
 
     # -- classification
 
@@ -491,8 +492,7 @@ class TimeInStatusCore:
         last = state.last
         if watermark_ms is None or last is None or state.counted_until_ms is None:
             return state, out
-        boundaries = {size: closed_boundary(watermark_ms, size) for size in self.sizes}
-        advance_to = max(boundaries.values())
+        boundaries, advance_to = self._boundaries(watermark_ms)
         if advance_to > state.counted_until_ms:
             self._add_span(state, last, state.counted_until_ms, advance_to, 1, set())
             state.counted_until_ms = advance_to
@@ -500,15 +500,27 @@ class TimeInStatusCore:
             window for window in state.open_windows.values()
             if window.start_ms + window.size_ms <= boundaries[window.size_ms]
         ]
-        for window in sorted(closing, key=lambda w: (w.start_ms, w.size_ms)):
-            del state.open_windows[window_key(window.size_ms, window.start_ms)]
-            agent, per_cc = window_totals(window)
-            self._emit(state, window.size_ms, window.start_ms, agent, per_cc, out)
-        state.closed_until_ms = {
-            size: max(boundary, state.closed_until_ms.get(size, boundary)) for size, boundary in boundaries.items()
-        }
+        if closing:
+            closing.sort(key=lambda w: (w.start_ms, w.size_ms))
+            for window in closing:
+                del state.open_windows[window_key(window.size_ms, window.start_ms)]
+                agent, per_cc = window_totals(window)
+                self._emit(state, window.size_ms, window.start_ms, agent, per_cc, out)
+        closed_until = state.closed_until_ms
+        for size, boundary in boundaries.items():
+            if boundary > closed_until.get(size, boundary - 1):
+                closed_until[size] = boundary
         self._prune(state, chunks, watermark_ms)
         return state, out
+
+    def _boundaries(self, watermark_ms: int) -> tuple[dict[int, int], int]:
+        """Per size, the end of the windows closed at ``watermark_ms``, and the latest of them (the agents of a
+        partition are closed at one watermark: computed once for it)."""
+        cached = self._boundaries_cache
+        if cached is None or cached[0] != watermark_ms:
+            boundaries = {size: closed_boundary(watermark_ms, size) for size in self.sizes}
+            cached = self._boundaries_cache = (watermark_ms, boundaries, max(boundaries.values()))
+        return cached[1], cached[2]
 
     def next_close_ms(self, state: AgentTimeline) -> int | None:
         """The watermark at which the agent's next window closes (None: nothing to close)."""
@@ -520,10 +532,11 @@ class TimeInStatusCore:
 
     def _prune(self, state: AgentTimeline, chunks: ChunkStore, watermark_ms: int) -> None:
         # an accepted event is at most late_horizon behind; its largest window may start one size earlier
-        floor_ms = watermark_ms - self.config.late_horizon_ms - max(self.sizes)
-        expired = [c for c in state.chunks if (c + 1) * self.config.chunk_ms <= floor_ms]
-        if not expired:
+        floor_ms = watermark_ms - self.config.late_horizon_ms - self.sizes[-1]
+        chunk_ms = self.config.chunk_ms
+        if not state.chunks or (state.chunks[0] + 1) * chunk_ms > floor_ms:  # ascending: nothing expired
             return
+        expired = [c for c in state.chunks if (c + 1) * chunk_ms <= floor_ms]
         newest = chunks.get(expired[-1])
         if newest:
             state.baseline = newest[-1]
