@@ -29,6 +29,8 @@ from processors.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 
+BatchApply = Callable[[list[Message], Outbox], None]
+
 
 class BatchTopic:
     """A topic whose records the consumer buffers for a batch stage instead of passing them to Faust's streams."""
@@ -40,6 +42,8 @@ class BatchTopic:
         self.arrived = asyncio.Event()
         """Set when records were added; cleared by whoever takes them."""
         self._taken = asyncio.Event()
+        self.apply: BatchApply | None = None
+        """The stage's ``apply(messages, outbox)`` (``batch_agent``); tools may call it directly (bench.stages)."""
 
     async def put(self, messages: Sequence[Message]) -> None:
         """Add one partition's fetched records; waits while the buffer is full (the fetcher stops meanwhile)."""
@@ -91,8 +95,6 @@ def batch_topic(app: faust.App, topic: faust.TopicT, max_buffered: int) -> Batch
 UNDELIVERED_BATCHES = 2
 """Batches of one stage applied but not yet acknowledged by Kafka before the stage waits for the oldest."""
 
-BatchApply = Callable[[list[Message], Outbox], None]
-
 
 def batch_agent(app: faust.App, topic: faust.TopicT, settings: ProcessorSettings) -> Callable[[BatchApply], BatchApply]:
     """Decorator: apply the decorated ``apply(messages, outbox)`` to every batch of ``topic``'s records.
@@ -106,6 +108,8 @@ def batch_agent(app: faust.App, topic: faust.TopicT, settings: ProcessorSettings
     source = batch_topic(app, topic, max_buffered=4 * settings.batch_size)
 
     def register(apply: BatchApply) -> BatchApply:
+        source.apply = apply
+
         @app.task
         async def run_batches() -> None:
             in_flight = batches_in_flight(app, settings)
