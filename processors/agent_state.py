@@ -54,6 +54,9 @@ class Outcome(enum.Enum):
     REPLAY = "replay"
 
 
+_EMITS_AGENT_RECORD = frozenset((Outcome.APPLIED, Outcome.LATE, Outcome.REPLAY))
+
+
 class AgentStep(msgspec.Struct):
     """The result of applying one event: the new state, and what to emit for it.
 
@@ -68,7 +71,7 @@ class AgentStep(msgspec.Struct):
 
     @property
     def emits_agent_record(self) -> bool:
-        return self.outcome in (Outcome.APPLIED, Outcome.LATE, Outcome.REPLAY)
+        return self.outcome in _EMITS_AGENT_RECORD
 
     @property
     def agent_record(self) -> AgentStateRecord | None:

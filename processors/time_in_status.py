@@ -207,28 +207,47 @@ def _decoded(key: str, decoder: msgspec.json.Decoder) -> tuple:
 def window_totals(window: OpenWindow, agent_only: bool = False) -> tuple[WindowTotals, dict[str, WindowTotals]]:
     """The agent's totals and each call center's from a window's accumulators."""
     agent = empty_totals()
-    per_cc: dict[str, WindowTotals] = {}
+    call_centers_seen: list[str] | None = None
+    uniform = True  # every key has the same call centers, every entry counts for the agent and all of them
     for key, ms in window.ms_by_state.items():
         status, reason, availability, call_centers = _decoded(key, _state_decoder)
         if ms:
             _add_ms(agent, status, reason, availability, ms)
-        if agent_only:
-            continue
+        if call_centers_seen is None:
+            call_centers_seen = call_centers
+        elif call_centers != call_centers_seen:
+            uniform = False
+    for key, count in window.entries.items():
+        status, agent_entry, call_centers = _decoded(key, _entry_decoder)
+        if agent_entry and count:
+            bump(agent.entries_by_status, status, count)
+        if call_centers_seen is None:
+            call_centers_seen = call_centers
+        if not agent_entry or call_centers != call_centers_seen:
+            uniform = False
+    if agent_only:
+        return agent, {}
+    if uniform:  # the common case: each call center's totals are the agent's
+        return agent, {cc: copy_totals(agent) for cc in call_centers_seen or ()}
+    per_cc: dict[str, WindowTotals] = {}
+    for key, ms in window.ms_by_state.items():
+        status, reason, availability, call_centers = _decoded(key, _state_decoder)
         for cc in call_centers:
             totals = totals_of(per_cc, cc)
             if ms:
                 _add_ms(totals, status, reason, availability, ms)
     for key, count in window.entries.items():
-        status, agent_entry, call_centers = _decoded(key, _entry_decoder)
-        if agent_entry and count:
-            bump(agent.entries_by_status, status, count)
-        if agent_only:
-            continue
+        status, _, call_centers = _decoded(key, _entry_decoder)
         for cc in call_centers:
             totals = totals_of(per_cc, cc)
             if count:
                 bump(totals.entries_by_status, status, count)
     return agent, per_cc
+
+
+def copy_totals(totals: WindowTotals) -> WindowTotals:
+    return WindowTotals(dict(totals.ms_by_status), dict(totals.ms_by_unavailable_reason),
+                        dict(totals.ms_by_availability), dict(totals.entries_by_status))
 
 
 def add_time(totals: WindowTotals, step: Step, ms: int) -> None:
