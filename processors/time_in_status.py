@@ -73,7 +73,7 @@ def step_of(event: AgentStatusEvent, identity: str | None = None) -> Step:
         status=event.on_duty_status,
         reason=event.on_duty_status_reason or "",
         availability=event.availability_status or "unknown",
-        call_centers=sorted(set(map(str, event.call_center_ids))),
+        call_centers=sorted(set(event.call_center_ids)),  # strings once decoded
     )
 
 
@@ -381,7 +381,7 @@ class TimeInStatusCore:
         self._add_entry(state, step, previous, 1, dirty)
         if previous is not None and step.date_ms > previous.date_ms:
             out.intervals.append(self._interval(state.agent_id, previous, step.date_ms, late=False))
-        chunk = self.config.chunk_of(step.date_ms)
+        chunk = step.date_ms // self.config.chunk_ms  # chunk_of, inlined
         if chunk != state.tail_chunk:
             if state.tail:
                 chunks.put(state.tail_chunk, state.tail)
