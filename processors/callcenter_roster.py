@@ -60,6 +60,39 @@ def empty_summary(call_center_id: str) -> CallCenterSummaryRecord:
     return CallCenterSummaryRecord(call_center_id, 0, {}, {}, 0)
 
 
+class SummaryCounts:
+    """A call center's on-duty counts being updated (one batch's changes applied in place), then a record."""
+
+    def __init__(self, summary: CallCenterSummaryRecord) -> None:
+        self.call_center_id = summary.call_center_id
+        self.on_duty = summary.on_duty_agents
+        self.by_status = dict(summary.agents_by_status)
+        self.by_availability = dict(summary.agents_by_availability)
+        self.as_of_ms = summary.as_of_ms
+
+    def apply(self, before: CallCenterAgentRecord | None, after: CallCenterAgentRecord | None, date_ms: int) -> None:
+        """One agent's entry changed from ``before`` to ``after`` (None: not on duty) at ``date_ms``."""
+        if before is not None:
+            bump(self.by_status, before.on_duty_status, -1)
+            bump(self.by_availability, before.availability_status or UNKNOWN_AVAILABILITY, -1)
+            self.on_duty -= 1
+        if after is not None:
+            bump(self.by_status, after.on_duty_status, 1)
+            bump(self.by_availability, after.availability_status or UNKNOWN_AVAILABILITY, 1)
+            self.on_duty += 1
+        if date_ms > self.as_of_ms:
+            self.as_of_ms = date_ms
+
+    def record(self) -> CallCenterSummaryRecord:
+        return CallCenterSummaryRecord(
+            call_center_id=self.call_center_id,
+            on_duty_agents=self.on_duty,
+            agents_by_status=dict(sorted(self.by_status.items())),
+            agents_by_availability=dict(sorted(self.by_availability.items())),
+            as_of_ms=self.as_of_ms,
+        )
+
+
 def update_summary(
     summary: CallCenterSummaryRecord,
     before: CallCenterAgentRecord | None,
@@ -67,21 +100,6 @@ def update_summary(
     date_ms: int,
 ) -> CallCenterSummaryRecord:
     """The counts after one agent's entry changed from ``before`` to ``after`` (None: not on duty)."""
-    by_status = dict(summary.agents_by_status)
-    by_availability = dict(summary.agents_by_availability)
-    on_duty = summary.on_duty_agents
-    if before is not None:
-        bump(by_status, before.on_duty_status, -1)
-        bump(by_availability, before.availability_status or UNKNOWN_AVAILABILITY, -1)
-        on_duty -= 1
-    if after is not None:
-        bump(by_status, after.on_duty_status, 1)
-        bump(by_availability, after.availability_status or UNKNOWN_AVAILABILITY, 1)
-        on_duty += 1
-    return CallCenterSummaryRecord(
-        call_center_id=summary.call_center_id,
-        on_duty_agents=on_duty,
-        agents_by_status=dict(sorted(by_status.items())),
-        agents_by_availability=dict(sorted(by_availability.items())),
-        as_of_ms=max(summary.as_of_ms, date_ms),
-    )
+    counts = SummaryCounts(summary)
+    counts.apply(before, after, date_ms)
+    return counts.record()

@@ -27,10 +27,10 @@ from processors.agent_state import AgentState, AgentStep, Outcome, apply_event
 from processors.callcenter_roster import (
     ChangeOutcome,
     Membership,
+    SummaryCounts,
     apply_change,
     empty_summary,
     entry_key,
-    update_summary,
 )
 from processors.batches import batch_agent
 from processors.dead_letters import DeadLetterSender
@@ -87,7 +87,7 @@ class RosterStage:
     def apply_changes(self, messages: Sequence[faust.types.Message], outbox: Outbox) -> None:
         """Apply a batch of re-key records: write every table key once, queue what changed."""
         memberships: dict[str, Membership | None] = {}
-        summaries: dict[str, CallCenterSummaryRecord] = {}
+        summaries: dict[str, SummaryCounts] = {}
         entries: dict[str, tuple[CallCenterAgentRecord | None, int]] = {}
         for message in messages:
             try:
@@ -105,25 +105,27 @@ class RosterStage:
                 if step.outcome is ChangeOutcome.STALE:
                     continue
                 assert step.membership is not None
-                if cc not in summaries:
-                    summaries[cc] = self.summary(cc) or empty_summary(cc)
+                counts = summaries.get(cc)
+                if counts is None:
+                    counts = summaries[cc] = SummaryCounts(self.summary(cc) or empty_summary(cc))
                 if step.outcome is ChangeOutcome.APPLIED:
                     memberships[key] = step.membership
                     old_entry = before.entry if before is not None else None
-                    summaries[cc] = update_summary(summaries[cc], old_entry, step.membership.entry, change.date_ms)
+                    counts.apply(old_entry, step.membership.entry, change.date_ms)
                 else:  # REPEATED: a replay; the summary written with it may have been lost in a crash
                     memberships[key] = step.membership
-                    summaries[cc] = self.recount_with(cc, memberships, change.date_ms)
+                    summaries[cc] = SummaryCounts(self.recount_with(cc, memberships, change.date_ms))
                 entries[entry_key(cc, change.agent_id)] = (step.membership.entry, change.date_ms)
         for key, membership in memberships.items():
             if membership is not None:
                 outbox.put(self.membership_table, key, membership)
-        for cc, summary in summaries.items():
+        records = {cc: counts.record() for cc, counts in summaries.items()}
+        for cc, summary in records.items():
             outbox.put(self.summary_table, cc, summary)
         for key, (entry, date_ms) in entries.items():
             outbox.send(t.CALLCENTER_AGENTS, key.encode(), None if entry is None else encode(entry),
                         timestamp_ms=date_ms)
-        for cc, summary in summaries.items():
+        for cc, summary in records.items():
             outbox.send(t.CALLCENTER_SUMMARY, cc.encode(), encode(summary), timestamp_ms=summary.as_of_ms)
 
     def recount_with(self, call_center_id: str, pending: dict[str, Membership | None],
@@ -135,11 +137,12 @@ class RosterStage:
         prefix = membership_key(call_center_id, "")
         members = self.memberships_of(call_center_id)
         members.update({key: m for key, m in pending.items() if key.startswith(prefix) and m is not None})
-        summary = empty_summary(call_center_id)
+        counts = SummaryCounts(empty_summary(call_center_id))
         for membership in members.values():
             if membership.entry is not None:
-                summary = update_summary(summary, None, membership.entry, membership.entry.updated_ms)
-        return msgspec.structs.replace(summary, as_of_ms=max(summary.as_of_ms, as_of_ms))
+                counts.apply(None, membership.entry, membership.entry.updated_ms)
+        counts.apply(None, None, as_of_ms)
+        return counts.record()
 
     def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
         states: dict[str, AgentState | None] = {}
