@@ -2,8 +2,8 @@
 answers 202, at 64 connections, requests/s and p50/p99 latency.
 
 The load itself is the ingest developer's ``bench/ingest_load.py`` (issue 3): its servers run in their own
-processes pinned to CPU 0, its load generator on CPU 1 (wrk when it is on PATH, else its aiohttp client in
-this process; the notes say which). This module only runs its scenarios for several rounds and turns the
+processes pinned to CPU 0, its load generator and the Kafka broker on CPU 1 (wrk when it is on PATH, else
+its aiohttp client in this process; the notes say which). This module only runs its scenarios for several rounds and turns the
 figures into table rows.
 """
 
@@ -69,7 +69,8 @@ async def ingest_benchmark(bootstrap: str | None, workdir: Path, rounds: int, qu
         caveat = (". A Python load generator saturates before a bare server does, so the ratio is an upper bound "
                   "and the latencies partly its own")
     rps.notes.append(
-        f"{amount}; servers pinned to CPU 0, the generator to CPU 1{'' if pin else ' (not pinned: one CPU)'}; "
+        f"{amount}; servers pinned to CPU 0, the generator and the Kafka broker to CPU 1"
+        f"{'' if pin else ' (not pinned: one CPU)'}; "
         f"server CPU per request bare/full {', '.join(f'{x:.2f}' for x in cpu_ratios)} (the ratio one saturated "
         f"core would give){caveat}")
     return [rps, p50, p99]
