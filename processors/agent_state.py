@@ -96,15 +96,6 @@ class AgentStep(msgspec.Struct):
         return [self.change(cc, joined) for cc, joined in self.change_kinds()]
 
 
-def order_key(date_ms: int, event_timestamp_ms: int | None, dedup_id: str) -> tuple[int, int, str]:
-    """The total order of one agent's events: event time, then generation time, then identity."""
-    return (date_ms, event_timestamp_ms or 0, dedup_id)
-
-
-def snapshot_order_key(snapshot: AgentStatusSnapshot) -> tuple[int, int, str]:
-    return order_key(snapshot.date_ms, snapshot.event_timestamp_ms, snapshot.dedup_id)
-
-
 def apply_event(
     state: AgentState | None, event: AgentStatusEvent, dedup_id: str, offset: int | None, now_ms: int
 ) -> AgentStep:
@@ -123,16 +114,22 @@ def apply_event(
         )
         return AgentStep(counted, Outcome.IMPLAUSIBLE)
     current = state.current
-    if current is not None and order_key(event.date, event.event_timestamp, dedup_id) < snapshot_order_key(current):
+    # one agent's events are ordered by event time, then generation time, then identity
+    if current is not None and (event.date, event.event_timestamp or 0, dedup_id) < (
+            current.date_ms, current.event_timestamp_ms or 0, current.dedup_id):
         late = msgspec.structs.replace(
             state, late_events=state.late_events + 1, recent_ids=recent_ids, last_offset=last_offset
         )
         return AgentStep(late, Outcome.LATE)
 
     since_ms = current.since_ms if current is not None and current.on_duty_status == event.on_duty_status else event.date
+    call_center_ids = sorted(set(event.call_center_ids))
+    known = state.known_call_centers
+    if not known or any(cc not in known for cc in call_center_ids):
+        known = sorted(set(known) | set(call_center_ids))
     snapshot = AgentStatusSnapshot(
         on_duty_status=event.on_duty_status,
-        call_center_ids=sorted(set(event.call_center_ids)),
+        call_center_ids=call_center_ids,
         since_ms=since_ms,
         date_ms=event.date,
         availability_status=event.availability_status,
@@ -148,7 +145,7 @@ def apply_event(
         version=state.version + 1,
         recent_ids=recent_ids,
         last_offset=last_offset,
-        known_call_centers=sorted(set(state.known_call_centers) | set(snapshot.call_center_ids)),
+        known_call_centers=known,
     )
     left = sorted(set(current.call_center_ids) - set(snapshot.call_center_ids)) if current else []
     return AgentStep(new_state, Outcome.APPLIED, left)
