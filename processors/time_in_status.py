@@ -306,6 +306,8 @@ class TimeInStatusCore:
         self.config = config
         self.sizes = tuple(sorted(config.sizes_ms))
         self._boundaries_cache: tuple[int, dict[int, int], int] | None = None
+        self._keyed_step: Step | None = None
+        self._step_key = ""
 
     # -- classification
 
@@ -458,7 +460,11 @@ class TimeInStatusCore:
     ) -> None:
         if end <= start:
             return
-        key = state_key(step)
+        if step is self._keyed_step:  # an in-order event counts its predecessor's state, then close() again
+            key = self._step_key
+        else:
+            key = self._step_key = state_key(step)
+            self._keyed_step = step
         closed_until = state.closed_until_ms
         open_windows = state.open_windows
         for size in self.sizes:

@@ -8,7 +8,6 @@ key itself, and the processors place their table changelogs and per-partition st
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -40,14 +39,19 @@ def murmur2(data: bytes) -> int:
     return h
 
 
-@lru_cache(maxsize=1 << 16)
-def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
+_hashes: dict[bytes, int] = {}
+_HASHES_KEPT = 1 << 16
 
 
 def default_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key`` among ``partitions``.
 
-    The hash is remembered per key (up to 65,536 keys): agent and call-center ids recur in every batch.
+    The hash is remembered per key (up to 65,536 keys, then forgotten all at once): agent and call-center ids
+    recur in every batch.
     """
-    return _key_hash(key) % partitions
+    hashed = _hashes.get(key)
+    if hashed is None:
+        if len(_hashes) >= _HASHES_KEPT:
+            _hashes.clear()
+        hashed = _hashes[key] = murmur2(key) & 0x7FFFFFFF
+    return hashed % partitions
