@@ -26,12 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from faust.types import TP
 
 from bench.kafka_io import simulated_day
 from onduty.simulator.agents import HOUR_MS
 from onduty.simulator.traffic import SimulationConfig
 from processors.app import create_app
-from processors.batches import batch_topics_of
+from processors.batches import BatchRecord, batch_topics_of
 from processors.changelog import pending_changelog
 from processors.outbox import Outbox
 from processors.settings import ProcessorSettings
@@ -44,17 +45,7 @@ CUT_EVERY = 24
 """Batches between changelog cuts."""
 
 
-class Record:
-    """What a stage reads of a Faust message."""
-
-    __slots__ = ("topic", "partition", "offset", "key", "value", "tp")
-
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self.topic, self.partition, self.offset, self.key, self.value = topic, partition, offset, key, value
-        self.tp = (topic, partition)
-
-
-def raw_batches(settings: ProcessorSettings, events: int) -> list[list[Record]]:
+def raw_batches(settings: ProcessorSettings, events: int) -> list[list[BatchRecord]]:
     """The simulated deliveries as the ingest writes them, in fetch-sized batches of one partition each."""
     from ingest.records import event_record
 
@@ -62,12 +53,13 @@ def raw_batches(settings: ProcessorSettings, events: int) -> list[list[Record]]:
     day = 24 * HOUR_MS
     config = SimulationConfig(agents=2_000, call_centers=20, seed=11, start_ms=now - now % day - day,
                               duration_ms=8 * HOUR_MS)
-    by_partition: dict[int, list[Record]] = collections.defaultdict(list)
+    by_partition: dict[int, list[BatchRecord]] = collections.defaultdict(list)
     for send_ms, body in simulated_day(config)[:events]:
         record = event_record(decode_agent_status_payload(msgspec.json.decode(body)), settings.raw_topic, send_ms)
         partition = default_partition(record.key, settings.partitions)
         records = by_partition[partition]
-        records.append(Record(settings.raw_topic, partition, len(records), record.key, record.value))
+        records.append(BatchRecord(TP(settings.raw_topic, partition), len(records), record.timestamp_ms, record.key,
+                                   record.value, record.headers))
     batches = []
     for start in range(0, max(map(len, by_partition.values())), BATCH):
         batches += [records[start:start + BATCH] for _, records in sorted(by_partition.items())
@@ -97,13 +89,13 @@ class Run:
         sent, outbox._records = outbox._records, {}
         for target, queued in sent.items():
             if target in self.stages:  # an internal re-key topic: on to its stage, one batch per partition
-                by_partition: dict[int, list[Record]] = collections.defaultdict(list)
+                by_partition: dict[int, list[BatchRecord]] = collections.defaultdict(list)
                 for partition, (key, value, _) in queued:
                     if partition is None:
                         partition = default_partition(key, self.settings.partitions)
                     offset = self._offsets[(target, partition)]
                     self._offsets[(target, partition)] += 1
-                    by_partition[partition].append(Record(target, partition, offset, key, value))
+                    by_partition[partition].append(BatchRecord(TP(target, partition), offset, None, key, value))
                 for _, batch in sorted(by_partition.items()):
                     self.apply(target, batch)
             else:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
-from faust.types import Message
+from faust.types import TP
 
 from processors.changelog import pending_changelog
 from processors.faust_io import BatchesInFlight, batches_in_flight
@@ -29,7 +29,34 @@ from processors.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 
-BatchApply = Callable[[list[Message], Outbox], None]
+
+
+class BatchRecord:
+    """One fetched record of a batch topic, as the stages and the acknowledgement read it.
+
+    Faust's ``Message`` sets some twenty fields for its streams' bookkeeping on every record; a batch stage reads
+    these few (``Consumer.ack_batch`` the position and ``acked``).
+    """
+
+    __slots__ = ("tp", "topic", "partition", "offset", "timestamp_ms", "key", "value", "headers", "acked")
+
+    def __init__(self, tp: TP, offset: int, timestamp_ms: int | None, key: bytes | None, value: bytes | None,
+                 headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        self.tp = tp
+        self.topic: str = tp.topic
+        self.partition: int = tp.partition
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return f"<BatchRecord {self.topic}[{self.partition}]@{self.offset}>"
+
+
+BatchApply = Callable[[list[BatchRecord], Outbox], None]
 
 
 class BatchTopic:
@@ -38,14 +65,14 @@ class BatchTopic:
     def __init__(self, name: str, max_buffered: int) -> None:
         self.name = name
         self.max_buffered = max_buffered
-        self.buffered: list[Message] = []
+        self.buffered: list[BatchRecord] = []
         self.arrived = asyncio.Event()
         """Set when records were added; cleared by whoever takes them."""
         self._taken = asyncio.Event()
         self.apply: BatchApply | None = None
         """The stage's ``apply(messages, outbox)`` (``batch_agent``); tools may call it directly (bench.stages)."""
 
-    async def put(self, messages: Sequence[Message]) -> None:
+    async def put(self, messages: Sequence[BatchRecord]) -> None:
         """Add one partition's fetched records; waits while the buffer is full (the fetcher stops meanwhile)."""
         self.buffered.extend(messages)
         self.arrived.set()
@@ -53,7 +80,7 @@ class BatchTopic:
             self._taken.clear()
             await self._taken.wait()
 
-    def take(self, count: int) -> list[Message]:
+    def take(self, count: int) -> list[BatchRecord]:
         """Up to ``count`` records, oldest first."""
         taken, self.buffered = self.buffered[:count], self.buffered[count:]
         if not self.buffered:
@@ -143,7 +170,7 @@ def batch_agent(app: faust.App, topic: faust.TopicT, settings: ProcessorSettings
 
 
 async def _acknowledge(app: faust.App, in_flight: BatchesInFlight, delivered: asyncio.Future,
-                       messages: list[Message]) -> None:
+                       messages: list[BatchRecord]) -> None:
     try:
         try:
             await delivered
@@ -168,7 +195,7 @@ async def _failed(app: faust.App, topic: str, exc: Exception) -> None:
     await app.crash(exc)
 
 
-async def take_batches(app: faust.App, source: BatchTopic, settings: ProcessorSettings) -> AsyncIterator[list[Message]]:
+async def take_batches(app: faust.App, source: BatchTopic, settings: ProcessorSettings) -> AsyncIterator[list[BatchRecord]]:
     """Batches of a batch topic's records, taken with a wait that grows with the load.
 
     The wait for the next batch to fill is ``batch_within_ms``, or ``batch_max_wait_ms`` while the partitions are

@@ -24,7 +24,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from processors.batches import batch_topics_of
+from processors.batches import BatchRecord, batch_topics_of
 from processors.changelog import pending_changelog
 from processors.faust_io import known_batches_in_flight
 
@@ -48,7 +48,7 @@ class BatchingConsumer(Consumer):
         self.app.sensors.on_commit_completed(self, sensor_state)
         return did_commit
 
-    def ack_batch(self, messages: Sequence[Message]) -> None:
+    def ack_batch(self, messages: Sequence[BatchRecord | Message]) -> None:
         """``Consumer.ack`` for each of a batch's records (which were never tracked as in flight), under one
         acquisition of Faust's ack lock instead of one per record."""
         acks_enabled_for = self.app.topics.acks_enabled_for
@@ -106,7 +106,8 @@ class BatchingConsumer(Consumer):
                         if last is None or record.offset >= last:
                             if last is not None and record.offset - last > 1 and acks_enabled_for(tp.topic):
                                 await self._add_gap(tp, last + 1, record.offset)
-                            messages.append(self._to_message(tp, record))
+                            messages.append(BatchRecord(tp, record.offset, record.timestamp, record.key,
+                                                        record.value, record.headers))
                             last = record.offset
                     if messages:
                         read_offset[tp] = last

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import faust
 
@@ -13,6 +14,9 @@ from schemas import SchemaError, encode
 from schemas.dead_letter import DeadLetterRecord
 from schemas.topics import DEAD_LETTER, TopicSpec
 
+if TYPE_CHECKING:
+    from processors.batches import BatchRecord
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +25,7 @@ class DeadLetterSender:
         assert spec.name == DEAD_LETTER
         self.topic = output_topic(app, spec)
 
-    def send(self, outbox: Outbox, message: faust.types.Message, error: SchemaError) -> None:
+    def send(self, outbox: Outbox, message: BatchRecord, error: SchemaError) -> None:
         record = DeadLetterRecord(
             source_topic=message.topic,
             source_partition=message.partition,

@@ -13,7 +13,7 @@ import faust
 import msgspec
 
 from processors.dead_letters import DeadLetterSender
-from processors.batches import batch_agent
+from processors.batches import BatchRecord, batch_agent
 from processors.faust_io import raw_topic
 from processors.outbox import Outbox
 from processors.settings import ProcessorSettings
@@ -42,7 +42,7 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
     source = raw_topic(app, settings.raw_topic, settings.partitions)
 
     @batch_agent(app, source, settings)
-    def apply_agent_events(messages: list[faust.types.Message], outbox: Outbox) -> None:
+    def apply_agent_events(messages: list[BatchRecord], outbox: Outbox) -> None:
         batch = []
         for message in messages:
             try:

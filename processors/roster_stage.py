@@ -32,7 +32,7 @@ from processors.callcenter_roster import (
     empty_summary,
     entry_key,
 )
-from processors.batches import batch_agent
+from processors.batches import BatchRecord, batch_agent
 from processors.dead_letters import DeadLetterSender
 from processors.faust_io import (
     StructTable,
@@ -84,7 +84,7 @@ class RosterStage:
         found = [m.entry for m in self.memberships_of(call_center_id).values() if m.entry is not None]
         return sorted(found, key=lambda e: e.agent_id)
 
-    def apply_changes(self, messages: Sequence[faust.types.Message], outbox: Outbox) -> None:
+    def apply_changes(self, messages: Sequence[BatchRecord], outbox: Outbox) -> None:
         """Apply a batch of re-key records: write every table key once, queue what changed."""
         memberships: dict[str, Membership | None] = {}
         summaries: dict[str, SummaryCounts] = {}

@@ -36,7 +36,7 @@ from processors.faust_io import (
     output_topic,
     raw_topic,
 )
-from processors.batches import batch_agent
+from processors.batches import BatchRecord, batch_agent
 from processors.outbox import Outbox
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
@@ -81,7 +81,7 @@ class Tick(msgspec.Struct, frozen=True):
     """Wall-clock time the tick was sent; a tick older than the idle time (replayed after a crash) is ignored."""
 
     @classmethod
-    def from_message(cls, message: faust.types.Message) -> "Tick":
+    def from_message(cls, message: BatchRecord) -> "Tick":
         try:
             sent_ms = int(message.value)
         except (TypeError, ValueError):
@@ -424,7 +424,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for partition, clock in clocks.items():
             outbox.put(clock_table, keys[partition], clock)
 
-    def callcenter_batch(messages: list[faust.types.Message], outbox: Outbox) -> None:
+    def callcenter_batch(messages: list[BatchRecord], outbox: Outbox) -> None:
         timelines: dict[str, CallCenterTimeline] = {}
         clocks: dict[int, CallCenterClock] = {}
         records: list[CallCenterTimeInStatus] = []
@@ -485,7 +485,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
 
     if settings.idle_advance:  # replays never look at the wall clock
         @batch_agent(app, ticks, settings)
-        def apply_ticks(messages: list[faust.types.Message], outbox: Outbox) -> None:
+        def apply_ticks(messages: list[BatchRecord], outbox: Outbox) -> None:
             agent_batch([Tick.from_message(message) for message in messages], outbox)
 
         @app.timer(max(1.0, settings.idle_after_ms / 4000))
