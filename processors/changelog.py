@@ -39,6 +39,8 @@ class PendingChangelog:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, int], dict[bytes, msgspec.Struct | None]] = {}
+        self._topics: dict[StructTable, str] = {}
+        """Changelog topic name of each table (Faust derives it anew on every call)."""
         self._poisoned: BaseException | None = None
 
     def poison(self, reason: BaseException) -> None:
@@ -54,7 +56,13 @@ class PendingChangelog:
         partition = table.partition_for_key(key)
         if partition is None:
             raise TypeError(f"table {table.name} does not say which partition holds key {key!r}")
-        self._pending.setdefault((table.changelog_topic.get_topic_name(), partition), {})[key] = value
+        topic = self._topics.get(table)
+        if topic is None:
+            topic = self._topics[table] = table.changelog_topic.get_topic_name()
+        pending = self._pending.get((topic, partition))
+        if pending is None:
+            pending = self._pending[(topic, partition)] = {}
+        pending[key] = value
 
     def cut(self) -> dict[tuple[str, int], list[Record]]:
         """The changelog records of every marked key's current value, encoded now; nothing is marked after.
