@@ -35,6 +35,10 @@ def output_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return raw_topic(app, spec.name, spec.partitions, config=spec.configs())
 
 
+class IncompatibleTableState(RuntimeError):
+    """A table's changelog holds values this version cannot decode."""
+
+
 class StructTable(faust.Table):
     """A changelog-backed table of msgspec Structs of one type, kept decoded in memory, keyed by string ids.
 
@@ -57,7 +61,16 @@ class StructTable(faust.Table):
         return self.data.get(key.encode())
 
     def _to_value(self, v: Any) -> Any:  # Faust: a changelog value being recovered
-        return None if v is None else self._decoder.decode(v)
+        if v is None:
+            return None
+        try:
+            return self._decoder.decode(v)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise IncompatibleTableState(
+                f"table {self.name}: a changelog value cannot be read ({exc}). The state was written by an "
+                "incompatible version of the processors: process the stream again under a new "
+                "ONDUTY_PROCESSOR_APP_ID (fresh tables), or go back to the version that wrote it"
+            ) from None
 
     def partition_key(self, key: bytes) -> bytes:
         return key
