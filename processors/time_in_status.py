@@ -66,14 +66,14 @@ class Step(msgspec.Struct, array_like=True):
 
 def step_of(event: AgentStatusEvent, identity: str | None = None) -> Step:
     """The timeline step of a decoded event."""
-    return Step(  # positional: one of these per event
-        event.date,  # date_ms
-        event.event_timestamp or 0,  # tiebreak
-        identity or dedup_identity(event),  # identity
-        event.on_duty_status,  # status
-        event.on_duty_status_reason or "",  # reason
-        event.availability_status or "unknown",  # availability
-        sorted(set(event.call_center_ids)),  # call_centers (strings once decoded)
+    return Step(
+        date_ms=event.date,
+        tiebreak=event.event_timestamp or 0,
+        identity=identity or dedup_identity(event),
+        status=event.on_duty_status,
+        reason=event.on_duty_status_reason or "",
+        availability=event.availability_status or "unknown",
+        call_centers=sorted(set(event.call_center_ids)),  # strings once decoded
     )
 
 
