@@ -141,7 +141,7 @@ class RosterStage:
         for membership in members.values():
             if membership.entry is not None:
                 counts.apply(None, membership.entry, membership.entry.updated_ms)
-        counts.apply(None, None, as_of_ms)
+        counts.as_of_ms = max(counts.as_of_ms, as_of_ms)
         return counts.record()
 
     def handle_raw_batch(self, batch: Sequence[RawEvent], outbox: Outbox) -> None:
