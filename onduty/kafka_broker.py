@@ -91,8 +91,15 @@ def free_port() -> int:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (what StorageTool random-uuid does)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, base64url without padding (what StorageTool random-uuid does).
+
+    Like Kafka's ``Uuid.randomUuid``, never one that starts with ``-``: ``kafka-storage format -t -xyz…`` takes it
+    for an option and fails (one id in 64 would).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass
