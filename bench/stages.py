@@ -10,9 +10,10 @@ to the internal re-key topics on to their stages, and a changelog cut every 24 b
 The derived records are summarised per topic (count and a digest of their decoded values, key order ignored):
 a change that is meant to keep the results must keep every digest.
 
-Measure a change as a ratio, old and new in one sitting: this machine's neighbours move absolute figures by
-tens of percent from one minute to the next. Two copies (e.g. ``git worktree add /tmp/old HEAD``) run at the
-same time on one core (``taskset -c 1``) see the same disturbance.
+The times are a guide, not a verdict: this machine's neighbours move them by tens of percent from one minute to
+the next. Two copies of the same code run at the same time on one core (``taskset -c 1``) agreed within 1%; old
+and new versions compared that way (``git worktree add /tmp/old HEAD``) still disagreed from run to run on
+changes of a few percent. Confirm a speed-up with ``python -m bench processors --rounds 5``.
 """
 
 from __future__ import annotations
