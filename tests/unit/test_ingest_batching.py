@@ -19,6 +19,7 @@ from ingest.metrics import IngestMetrics
 from ingest.partitioner import KeyPartitioner
 from ingest.records import OutboundRecord
 from ingest.spool import Spool
+from schemas import partitioning
 
 PARTITIONS = 4
 
@@ -117,8 +118,10 @@ async def settle_soon(producer: FakeProducer) -> None:
 # ----- partitioner -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("count", [1, 3, 8, 12])
-def test_partitioner_agrees_with_aiokafka_default_partitioner(count):
-    partitioner, partitions = KeyPartitioner(max_keys=50), list(range(count))
+def test_partitioner_agrees_with_aiokafka_default_partitioner(count, monkeypatch):
+    monkeypatch.setattr(partitioning, "_HASHES_KEPT", 50)
+    monkeypatch.setattr(partitioning, "_hashes", {})
+    partitioner, partitions = KeyPartitioner(), list(range(count))
     for agent in range(200):  # more keys than remembered: forgetting must not change answers
         key = str(5_728_255_400_000_000 + agent * 7919).encode()
         assert partitioner.partition(key, partitions) == DefaultPartitioner()(key, partitions, partitions)
