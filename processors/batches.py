@@ -30,7 +30,6 @@ from processors.settings import ProcessorSettings
 log = logging.getLogger(__name__)
 
 
-
 class BatchRecord:
     """One fetched record of a batch topic, as the stages and the acknowledgement read it.
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
-
 from collections.abc import Sequence
+from typing import Any
 
 from faust.transport.consumer import Fetcher
 from faust.transport.drivers.aiokafka import Consumer

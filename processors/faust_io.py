@@ -44,7 +44,8 @@ class StructTable(faust.Table):
 
     The stages read values with ``lookup`` and write them through an ``Outbox``; the changelog record (JSON, the
     same bytes as the Struct's wire form) is encoded at the next offset commit (``processors.changelog``): a value
-    is decoded only once, when the table recovers from its changelog. Keys are the UTF-8 bytes of the id, so the changelog key is exactly the source topic's key.
+    is decoded only once, when the table recovers from its changelog. Keys are the UTF-8 bytes of the id, so the
+    changelog key is exactly the source topic's key.
 
     The changelog partition of a key is the default partitioner's (murmur2) choice for it: the partition of the
     source topic keyed the same way, even when a batch mixes partitions, computed from the table's own partition
