@@ -166,13 +166,9 @@ def agent_record(state: AgentState) -> AgentStateRecord | None:
     )
 
 
-def current_changes(state: AgentState) -> list[RosterChange]:
-    """Every call center's view of this agent as of now: joins for the current ones, leaves for the rest."""
-    return [_join(state, cc) if joined else _leave(state, cc) for cc, joined in current_change_kinds(state)]
-
-
 def current_change_kinds(state: AgentState) -> list[tuple[str, bool]]:
-    """``current_changes`` as ``(call center id, joined)``."""
+    """Every call center's view of this agent as of now, as ``(call center id, joined)``: joins for the current
+    ones, leaves for the rest."""
     if state.current is None:
         return []
     on_duty = set(state.current.call_center_ids)
