@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faust.transport.consumer import Fetcher
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
@@ -26,6 +27,7 @@ from mode.utils.futures import notify
 from processors.batches import BatchRecord, batch_topics_of
 from processors.changelog import pending_changelog
 from processors.faust_io import known_batches_in_flight
+
 
 class BatchingConsumer(Consumer):
     """Faust's aiokafka consumer with batch topics and a changelog flush before every offset commit."""
@@ -79,12 +81,12 @@ class BatchingConsumer(Consumer):
         monitor = self.app.monitor
         try:
             while not (self.should_stop or fetcher.should_stop):
+                await self.sleep(0)  # before the fetch, as Faust's: between it and the flow check, nothing may run
                 records, active_partitions = await self._wait_next_records(1.0)
-                await self.sleep(0)
                 if not records or self.should_stop:
                     continue
                 if not self.flow_active:  # fetched across a rebalance: start again from the committed offsets
-                    await self.perform_seek()
+                    await self._seek_to_committed_while_stopped()
                     continue
                 generation_id = self.app.consumer_generation_id
                 for tp, partition_records in records.items():
@@ -124,6 +126,16 @@ class BatchingConsumer(Consumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+
+    async def _seek_to_committed_while_stopped(self) -> None:
+        """Faust's seek back after records arrived while the flow was stopped (a rebalance), which may fail when the
+        assignment changed while aiokafka looked up the committed offsets. The rebalance then under way ends with a
+        seek of every assigned partition before the flow resumes (Faust's recovery), so the warning is enough."""
+        try:
+            await self.perform_seek()
+        except KafkaError as exc:  # IllegalStateError: a partition no longer assigned
+            self.log.warning("seek to the committed offsets after a rebalance failed, the rebalance under way "
+                             "seeks again: %r", exc)
 
     async def _deliver_one_by_one(self, tp: TP, partition_records: list[Any], callback: Any) -> None:
         """Faust's own path for a topic no batch stage reads."""

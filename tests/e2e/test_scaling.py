@@ -111,9 +111,10 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str, raw_topic: str = RAW_AGENT_STATUS) -> int:
-    """Records of the raw topic, of the group's re-key topics and of every topic the group committed on that it
-    has not processed yet."""
+async def group_lag(bootstrap: str, group: str,
+                    raw_topic: str = RAW_AGENT_STATUS) -> dict[TopicPartition, tuple[int, int]]:
+    """The partitions of the raw topic, of the group's re-key topics and of every topic the group committed on
+    whose records it has not all processed yet: (committed offset, end offset) of each."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -125,19 +126,20 @@ async def group_lag(bootstrap: str, group: str, raw_topic: str = RAW_AGENT_STATU
         await admin.close()
     inputs = {raw_topic} | rekeyed
     ends = await end_offsets(bootstrap, sorted({tp.topic for tp in committed} | inputs))
-    return sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items()
-               if tp.topic in inputs or tp in committed)
+    return {tp: (committed.get(tp, 0), end) for tp, end in ends.items()
+            if (tp.topic in inputs or tp in committed) and end > committed.get(tp, 0)}
 
 
 async def wait_until_settled(bootstrap: str, group: str, stack: LocalStack, deadline_s: float = 240.0) -> None:
-    raw_topic = stack.config.environ["ONDUTY_RAW_TOPIC"]
     """No lag on the group's inputs and no new record on any derived topic for a few seconds."""
+    raw_topic = stack.config.environ["ONDUTY_RAW_TOPIC"]
     deadline = time.monotonic() + deadline_s
     quiet_since, last = None, None
     while True:
         dead = stack.dead_service()
         assert dead is None, f"{dead.name} {dead.exit_reason()}:\n{dead.log_tail()}"
-        lag = await group_lag(bootstrap, group, raw_topic)
+        behind = await group_lag(bootstrap, group, raw_topic)
+        lag = sum(end - committed for committed, end in behind.values())
         ends = await end_offsets(bootstrap, [spec.name for spec in DERIVED])
         if lag == 0 and ends == last:
             quiet_since = quiet_since or time.monotonic()
@@ -146,7 +148,9 @@ async def wait_until_settled(bootstrap: str, group: str, stack: LocalStack, dead
         else:
             quiet_since, last = None, ends
         assert time.monotonic() < deadline, (
-            f"group {group} not settled within {deadline_s:.0f}s (lag {lag}){crashes(stack.config.var_dir)}")
+            f"group {group} not settled within {deadline_s:.0f}s (lag {lag}: "
+            + ", ".join(f"{tp.topic}[{tp.partition}] committed {c} of {e}" for tp, (c, e) in sorted(behind.items()))
+            + f"){crashes(stack.config.var_dir)}")
         await asyncio.sleep(1.0)
 
 
