@@ -163,7 +163,7 @@ class BatchesInFlight:
     async def _on_partitions_revoked(self, sender: faust.App, revoked: Any, **kwargs: Any) -> None:
         self.rebalancing = True
         await self._wait_idle("partitions revoked")
-        await self._app.consumer.commit()
+        await self._commit_now()
 
     async def _on_partitions_assigned(self, sender: faust.App, assigned: Any, **kwargs: Any) -> None:
         self.rebalancing = False
@@ -173,7 +173,20 @@ class BatchesInFlight:
         # half-way through its delivery would leave records queued in the producer, landing after the new owner's.
         self.stopping = True
         await self._wait_idle("worker stopping")
-        await self._app.consumer.commit()
+        await self._commit_now()
+
+    async def _commit_now(self) -> None:
+        """A commit of our own, whose cut holds every table change made so far.
+
+        Faust's ``commit`` only waits when another commit is under way, and that one's cut may predate the last
+        batches: their changes would stay pending and be written at this worker's next commit, after the
+        partitions' next owner wrote newer values for the same keys (a later recovery would then roll those keys
+        back). So wait for a commit under way, then commit.
+        """
+        consumer = self._app.consumer
+        while await consumer.maybe_wait_for_commit_to_finish():
+            pass
+        await consumer.commit()  # no other commit can start in between: nothing was awaited since the check
 
     async def _wait_idle(self, why: str) -> None:
         try:

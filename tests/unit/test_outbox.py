@@ -15,6 +15,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
+from faust.transport.consumer import Consumer as FaustConsumer
 
 from processors.changelog import pending_changelog
 from processors.faust_io import BatchesInFlight
@@ -250,6 +251,42 @@ async def test_a_commit_gives_up_when_a_batch_stays_in_flight_past_the_timeout()
     with pytest.raises(TimeoutError):
         async with in_flight.exclusive():
             pass
+
+
+class CommittingConsumer:
+    """Faust's own ``commit`` and ``maybe_wait_for_commit_to_finish`` (one commit at a time, a second caller
+    waits for it and returns), around a ``force_commit`` that records each commit and waits for ``release``."""
+
+    commit = FaustConsumer.commit
+    maybe_wait_for_commit_to_finish = FaustConsumer.maybe_wait_for_commit_to_finish
+
+    def __init__(self) -> None:
+        self.app = SimpleNamespace(client_only=False)
+        self.loop = asyncio.get_running_loop()
+        self._commit_fut: asyncio.Future | None = None
+        self.commits: list[str] = []
+        self.release = asyncio.Event()
+
+    async def force_commit(self, topics: object = None, start_new_transaction: bool = True) -> bool:
+        self.commits.append(f"commit {len(self.commits) + 1} starts")
+        await self.release.wait()
+        return True
+
+
+async def test_a_revocation_commits_itself_after_a_commit_under_way():
+    """A commit under way took its cut before the last batches: the revocation must not settle for it."""
+    app = FakeApp(RecordingProducer())
+    app.consumer = consumer = CommittingConsumer()  # type: ignore[attr-defined]
+    in_flight = BatchesInFlight(app, timeout_s=5)  # type: ignore[arg-type]
+    timer_commit = asyncio.create_task(consumer.commit())
+    await asyncio.sleep(0)
+    revoked = asyncio.create_task(in_flight._on_partitions_revoked(app, set()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    assert consumer.commits == ["commit 1 starts"]
+    consumer.release.set()
+    await asyncio.gather(timer_commit, revoked)
+    assert consumer.commits == ["commit 1 starts", "commit 2 starts"]
+    assert in_flight.rebalancing
 
 
 async def test_outboxes_are_submitted_in_dispatch_order_and_each_resolves_on_its_own_acknowledgements():
