@@ -168,11 +168,17 @@ class BatchingConsumer(Consumer):
 
 async def _seek_to_committed_or_beginning(consumer: AIOKafkaConsumer, stream_partitions: set[TP]) -> dict[Any, Any]:
     """In the consumer's thread: every assigned partition to its committed offset; stream partitions with none
-    (or 0, which aiokafka does not seek to either) to their beginning."""
+    (or 0, which aiokafka does not seek to either) to their beginning.
+
+    The beginning is looked up (one ListOffsets request) and sought to at once, not through aiokafka's
+    ``seek_to_beginning``, which waits for its fetcher to reset the position (up to the request timeout) while
+    this seek holds up the worker's fetch loop.
+    """
     if not consumer.assignment():  # aiokafka asserts there is one
         return {}
     committed = await consumer.seek_to_committed()
     uncommitted = [tp for tp, offset in committed.items() if not offset and tp in stream_partitions]
     if uncommitted:
-        await consumer.seek_to_beginning(*uncommitted)
+        for tp, offset in (await consumer.beginning_offsets(uncommitted)).items():
+            consumer.seek(tp, offset)
     return committed

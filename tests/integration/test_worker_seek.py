@@ -7,6 +7,8 @@ test once lost the first record of a partition that way.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
@@ -42,11 +44,16 @@ async def test_stream_partitions_without_a_commit_go_back_to_their_beginning(kaf
         await consumer.seek_to_committed()  # aiokafka's own: nothing happens to the uncommitted partition
         assert await consumer.position(uncommitted) == 5
 
-        offsets = await _seek_to_committed_or_beginning(consumer, {uncommitted, committed})
+        # with records of another partition fetched and not consumed yet, as in a worker recovering its tables
+        consumer.seek(table_changelog, 0)
+        assert await consumer.getmany(uncommitted, timeout_ms=200) == {}
+        await asyncio.sleep(0.5)  # the changelog partition's records are fetched meanwhile, and left unconsumed
+
+        offsets = await asyncio.wait_for(_seek_to_committed_or_beginning(consumer, {uncommitted, committed}), 10)
 
         assert offsets[committed] == 2
         assert await consumer.position(uncommitted) == 0
         assert await consumer.position(committed) == 2
-        assert await consumer.position(table_changelog) == 5  # not a stream partition: left to table recovery
+        assert await consumer.position(table_changelog) == 0  # not a stream partition: left to table recovery
     finally:
         await consumer.stop()
