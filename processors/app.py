@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import faust
 
-from processors import raw_events, roster_stage, roster_views, time_in_status_stage, time_in_status_views
+from processors import (raw_events, recovery, roster_stage, roster_views, time_in_status_stage,
+                        time_in_status_views)
 from processors.consumer import BatchingConsumer
 from processors.dead_letters import DeadLetterSender
 from processors.faust_io import batches_in_flight
@@ -49,6 +50,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         broker_commit_every=1 << 62,
     )
     app.transport.Consumer = BatchingConsumer  # before Faust creates its consumer
+    recovery.install(app)  # before Faust creates its recovery service
     batches_in_flight(app, settings)
     specs = {spec.name: spec for spec in t.pipeline_topics(settings.raw_topic, settings.partitions)}
     dead_letters = DeadLetterSender(app, specs[t.DEAD_LETTER])
