@@ -174,8 +174,7 @@ class BatchesInFlight:
         self._assigned_since_revocation = True
 
     async def _on_rebalance_complete(self, sender: faust.App, **kwargs: Any) -> None:
-        # A recovery that a newer rebalance interrupted may still send it: ignored until the newer assignment.
-        # (One that sends it after that cannot be told apart; batches then start early, as before this check.)
+        # also sent by a recovery that a newer rebalance interrupted: only the recovery of the last assignment counts
         if self._assigned_since_revocation:
             self.rebalancing = False
 
