@@ -109,12 +109,11 @@ def batch_topic(app: faust.App, topic: faust.TopicT, max_buffered: int) -> Batch
     app.topics.add(topic)  # subscribed and acknowledged like an agent's topic, co-partitioned with the tables
     topics[name] = BatchTopic(name, max_buffered)
 
-    async def forget_buffered(sender: faust.App, *args: Any, **kwargs: Any) -> None:
+    async def forget_buffered(sender: faust.App, partitions: Any, **kwargs: Any) -> None:
         topics[name].clear()
 
     app.on_partitions_revoked.connect(forget_buffered)
     app.on_partitions_assigned.connect(forget_buffered)
-    app.on_rebalance_complete.connect(forget_buffered)  # fetched during the recovery: sought back right after
     return topics[name]
 
 

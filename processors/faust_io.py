@@ -114,11 +114,8 @@ class BatchesInFlight:
     group: the handlers wait there until no batch is in flight (at most ``timeout_s``), then commit, which writes
     the tables' pending changelog first (``processors.changelog``), so the next owner starts from every change
     made here. ``batches.take_batches`` drops the records of partitions no longer assigned, and starts no batch from a
-    revocation until the tables of the next assignment are recovered (Faust's ``on_rebalance_complete``, sent by
-    the table recovery just before it seeks the partitions back to their committed offsets and resumes them: a
-    batch applied on a table still being recovered would be overwritten by the changelog, or read a state missing
-    earlier events), nor once the worker is stopping (whoever owns the partitions next replays them from the
-    committed offset).
+    revocation to the next assignment or once the worker is stopping (whoever owns the partitions next replays
+    them from the committed offset).
 
     ``exclusive`` is what an offset commit holds: no batch is in flight and none starts until it is done.
     """
@@ -128,8 +125,7 @@ class BatchesInFlight:
         self.stopping = False
         """Set when the worker begins to stop: no batch is started after that."""
         self.rebalancing = False
-        """Set from a revocation until the next assignment's tables are recovered: no batch is started meanwhile."""
-        self._assigned_since_revocation = False
+        """Set from a revocation to the next assignment: no batch is started meanwhile."""
         self._app = app
         self._count = 0
         self._idle = asyncio.Event()
@@ -137,7 +133,6 @@ class BatchesInFlight:
         self._exclusive = asyncio.Lock()
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
-        app.on_rebalance_complete.connect(self._on_rebalance_complete)
         app.on_before_shutdown.connect(self._on_before_shutdown)
 
     async def enter(self) -> bool:
@@ -166,17 +161,12 @@ class BatchesInFlight:
             yield
 
     async def _on_partitions_revoked(self, sender: faust.App, revoked: Any, **kwargs: Any) -> None:
-        self.rebalancing, self._assigned_since_revocation = True, False
+        self.rebalancing = True
         await self._wait_idle("partitions revoked")
         await self._commit_now()
 
     async def _on_partitions_assigned(self, sender: faust.App, assigned: Any, **kwargs: Any) -> None:
-        self._assigned_since_revocation = True
-
-    async def _on_rebalance_complete(self, sender: faust.App, **kwargs: Any) -> None:
-        # also sent by a recovery that a newer rebalance interrupted: only the recovery of the last assignment counts
-        if self._assigned_since_revocation:
-            self.rebalancing = False
+        self.rebalancing = False
 
     async def _on_before_shutdown(self, sender: faust.App, **kwargs: Any) -> None:
         # Faust sends this before the agents are cancelled and the consumer leaves the group: a batch cancelled

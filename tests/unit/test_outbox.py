@@ -79,7 +79,6 @@ class FakeApp:
         self.producer = SimpleNamespace(_ensure_producer=lambda: producer)
         signal = SimpleNamespace(connect=lambda handler: handler)
         self.on_partitions_revoked = self.on_partitions_assigned = self.on_before_shutdown = signal
-        self.on_rebalance_complete = signal
 
 
 def outbox_with(producer: RecordingProducer, app: FakeApp | None = None) -> Outbox:
@@ -244,23 +243,6 @@ async def test_no_batch_starts_during_a_rebalance_or_once_the_worker_stops():
     in_flight.leave()
     in_flight.stopping = True
     assert not await in_flight.enter()
-
-
-async def test_batches_wait_for_the_recovery_of_the_last_assignment():
-    app = FakeApp(RecordingProducer())
-    app.consumer = CommittingConsumer()  # type: ignore[attr-defined]
-    app.consumer.release.set()
-    in_flight = BatchesInFlight(app, timeout_s=5)  # type: ignore[arg-type]
-    await in_flight._on_partitions_revoked(app, set())  # type: ignore[arg-type]
-    await in_flight._on_partitions_assigned(app, set())  # type: ignore[arg-type]
-    assert not await in_flight.enter()  # the tables are being recovered
-    await in_flight._on_partitions_revoked(app, set())  # type: ignore[arg-type]  # a newer rebalance
-    await in_flight._on_rebalance_complete(app)  # type: ignore[arg-type]  # the interrupted recovery's signal
-    assert not await in_flight.enter()
-    await in_flight._on_partitions_assigned(app, set())  # type: ignore[arg-type]
-    await in_flight._on_rebalance_complete(app)  # type: ignore[arg-type]
-    assert await in_flight.enter()
-    in_flight.leave()
 
 
 async def test_a_commit_gives_up_when_a_batch_stays_in_flight_past_the_timeout():
