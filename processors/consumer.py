@@ -90,7 +90,7 @@ class BatchingConsumer(Consumer):
                              "fetching the partition again from there", tp, committed)
             try:
                 await self.seek_wait({tp: committed})
-            except KafkaError as exc:  # e.g. no longer assigned: whoever owns it starts from the committed offset
+            except (KafkaError, TimeoutError) as exc:  # e.g. no longer assigned: its owner starts from the commit
                 self.log.warning("%s: fetching again failed: %r", tp, exc)
             self._read_offset[tp] = committed
 
