@@ -33,6 +33,12 @@ from processors.faust_io import known_batches_in_flight
 class BatchingConsumer(Consumer):
     """Faust's aiokafka consumer with batch topics and a changelog flush before every offset commit."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._missing: dict[TP, tuple[int, int]] = {}
+        """Batch topic partitions whose commit waits behind unacknowledged records: (committed offset, commits
+        that found it there), for ``_refetch_missing_records``."""
+
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """Faust's ``force_commit`` around a consistent cut: the tables' changed values and the offsets acknowledged
         when no batch was in flight; the changelog records are written, then exactly those offsets committed.
@@ -66,28 +72,26 @@ class BatchingConsumer(Consumer):
         batch_topics = batch_topics_of(self.app)
         internal_prefix = f"{self.app.conf.id}-"
         assignment = self.assignment()
-        stuck: dict[TP, int] = {}
-        for tp, acked in self._acked.items():
+        previously, self._missing = self._missing, {}
+        for tp, acked in list(self._acked.items()):  # the seeks below let batches acknowledge meanwhile
             committed = self._committed_offset.get(tp)
-            if (acked and committed is not None and tp.topic in batch_topics and tp in assignment
+            if not (acked and committed is not None and tp.topic in batch_topics and tp in assignment
                     and min(acked) > committed):
-                stuck[tp] = committed
-        waiting, self._missing_since = getattr(self, "_missing_since", {}), {}
-        for tp, committed in stuck.items():
-            if waiting.get(tp) != committed:
-                self._missing_since[tp] = committed  # first seen: give it one more commit interval
+                continue
+            last_committed, commits = previously.get(tp, (None, 0))
+            commits = commits + 1 if last_committed == committed else 1
+            self._missing[tp] = (committed, commits)
+            if commits < 2:  # first seen: give it one more commit interval
                 continue
             if not tp.topic.startswith(internal_prefix):
-                self._missing_since[tp] = committed
-                reported = self.__dict__.setdefault("_missing_reported", set())
-                if (tp, committed) not in reported:
-                    reported.add((tp, committed))
+                if commits == 2:  # reported once
                     self.log.error("%s: the records from offset %d on never reached a stage, while later ones did "
                                    "(a known race, docs/DEVELOPING.md): the partition's offset stays behind them",
                                    tp, committed)
                 continue
             self.log.warning("%s: the records from offset %d on never reached a stage, while later ones did; "
                              "fetching the partition again from there", tp, committed)
+            del self._missing[tp]  # counted afresh: fetched again every two commits while it stays behind
             try:
                 await self.seek_wait({tp: committed})
             except (KafkaError, TimeoutError) as exc:  # e.g. no longer assigned: its owner starts from the commit
