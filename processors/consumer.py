@@ -8,6 +8,10 @@ offsets), its group membership, assignment and table recovery. Other topics take
 
 **Changelog flush** (``processors.changelog``): offsets are committed only once the table changes they imply are
 in the changelog.
+
+**Seeks** (``processors.seeks``): every seek and fetch is numbered in the consumer's thread, and the drain loop drops
+a partition's records fetched before a seek of it. The read offsets a seek implies are set by the drain loop when
+the first records fetched after it arrive, not by the seek.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from faust.transport.consumer import Fetcher
+from faust.transport.consumer import Fetcher, ensure_TP
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
@@ -28,6 +32,15 @@ from mode.utils.futures import notify
 from processors.batches import BatchRecord, batch_topics_of
 from processors.changelog import pending_changelog
 from processors.faust_io import known_batches_in_flight
+from processors.seeks import SeekLedger
+
+
+class FetchedRecords(dict):  # type: ignore[type-arg]
+    """A fetch's records by partition, tagged in the consumer's thread with the number of seeks made before it."""
+
+    def __init__(self, records: Mapping[Any, Any], seeks_before: int) -> None:
+        super().__init__(records)
+        self.seeks_before = seeks_before
 
 
 class BatchingConsumer(Consumer):
@@ -35,6 +48,7 @@ class BatchingConsumer(Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._seeks = SeekLedger()
         self._missing: dict[TP, tuple[int, int]] = {}
         """Batch topic partitions whose commit waits behind unacknowledged records: (committed offset, commits
         that found it there), for ``_refetch_missing_records``."""
@@ -96,7 +110,6 @@ class BatchingConsumer(Consumer):
                 await self.seek_wait({tp: committed})
             except (KafkaError, TimeoutError) as exc:  # e.g. no longer assigned: its owner starts from the commit
                 self.log.warning("%s: fetching again failed: %r", tp, exc)
-            self._read_offset[tp] = committed
 
     def ack_batch(self, messages: Sequence[BatchRecord | Message]) -> None:
         """``Consumer.ack`` for each of a batch's records (which were never tracked as in flight), under one
@@ -126,6 +139,7 @@ class BatchingConsumer(Consumer):
         batch_topics = batch_topics_of(self.app)
         callback = self.callback
         read_offset = self._read_offset
+        seeks = self._seeks
         acks_enabled_for = self.app.topics.acks_enabled_for
         monitor = self.app.monitor
         try:
@@ -137,6 +151,7 @@ class BatchingConsumer(Consumer):
                 if not self.flow_active:  # fetched across a rebalance: start again from the committed offsets
                     await self._seek_to_committed_while_stopped()
                     continue
+                seeks_before = records.seeks_before
                 generation_id = self.app.consumer_generation_id
                 for tp, partition_records in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation_id:
@@ -144,24 +159,32 @@ class BatchingConsumer(Consumer):
                     if not (active_partitions is None or tp in active_partitions
                             or tp in self._buffered_partitions):
                         continue
+                    if seeks.fetched_before_a_seek(tp, seeks_before):  # the seek fetches them again
+                        continue
+                    restart = seeks.restart_from(tp)
+                    if restart is not None:
+                        read_offset[tp] = restart.read_offset
                     if monitor is not None:
                         monitor.track_tp_end_offset(tp, self.highwater(tp))
                     target = batch_topics.get(tp.topic)
                     if target is None:
-                        await self._deliver_one_by_one(tp, partition_records, callback)
+                        await self._deliver_one_by_one(tp, partition_records, callback, seeks_before)
                         continue
                     last = read_offset[tp]
                     messages = []
+                    gaps = []
                     for record in partition_records:
                         if last is None or record.offset >= last:
                             if last is not None and record.offset - last > 1 and acks_enabled_for(tp.topic):
-                                await self._add_gap(tp, last + 1, record.offset)
+                                gaps.append((last + 1, record.offset))
                             messages.append(BatchRecord(tp, record.offset, record.timestamp, record.key,
                                                         record.value, record.headers))
                             last = record.offset
-                    if messages:
+                    if messages:  # read offset and buffer in one step with the seek check: no seek comes between
                         read_offset[tp] = last
                         await target.put(messages)
+                    for gap_from, gap_to in gaps:
+                        await self._add_gap(tp, gap_from, gap_to)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -175,6 +198,26 @@ class BatchingConsumer(Consumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> FetchedRecords:
+        """Faust's fetch in the consumer's thread, its records tagged there with the number of seeks before it."""
+        thread, seeks = self._thread, self._seeks
+        consumer = thread._ensure_consumer()
+
+        async def fetch_in_thread() -> FetchedRecords:
+            records = await thread._fetch_records(consumer, active_partitions, timeout=timeout,
+                                                  max_records=consumer._max_poll_records)
+            return FetchedRecords(records, seeks.seeks_so_far)  # the same step as the fetch returned
+
+        return await thread.call_thread(fetch_in_thread)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to its committed offset, recorded in the seek ledger; the
+        read offsets are set by the drain loop from the ledger (Faust sets them here, which a fetch handled
+        meanwhile would overwrite)."""
+        committed = await self.seek_to_committed()
+        self._committed_offset.update(
+            {ensure_TP(tp): offset if offset else None for tp, offset in committed.items() if offset is not None})
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Faust's seek of every assigned partition to its committed offset (before the flow resumes after a
@@ -190,7 +233,18 @@ class BatchingConsumer(Consumer):
         stream_partitions = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
         thread = self._thread
         return await thread.call_thread(_seek_to_committed_or_beginning, thread._ensure_consumer(),
-                                        stream_partitions)
+                                        stream_partitions, self._seeks)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        """Faust's seek of some partitions (the table recovery's), recorded in the seek ledger; waits until
+        aiokafka knows their positions."""
+        thread = self._thread
+        await thread.call_thread(_seek_and_wait, thread._ensure_consumer(), partitions, self._seeks,
+                                 self.app.conf.broker_request_timeout)
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Faust's seek of one partition, through the seek ledger."""
+        await self.seek_wait({ensure_TP(partition): offset})
 
     async def _seek_to_committed_while_stopped(self) -> None:
         """Faust's seek back after records arrived while the flow was stopped (a rebalance), which may fail when the
@@ -202,9 +256,13 @@ class BatchingConsumer(Consumer):
             self.log.warning("seek to the committed offsets after a rebalance failed, the rebalance under way "
                              "seeks again: %r", exc)
 
-    async def _deliver_one_by_one(self, tp: TP, partition_records: list[Any], callback: Any) -> None:
-        """Faust's own path for a topic no batch stage reads."""
+    async def _deliver_one_by_one(self, tp: TP, partition_records: list[Any], callback: Any,
+                                  seeks_before: int) -> None:
+        """Faust's own path for a topic no batch stage reads (the tables' changelogs, in recovery), up to a seek
+        of the partition made meanwhile."""
         for record in partition_records:
+            if self._seeks.fetched_before_a_seek(tp, seeks_before):
+                return
             r_offset = self._read_offset[tp]
             if r_offset is None or record.offset >= r_offset:
                 gap = record.offset - (r_offset or 0)
@@ -214,19 +272,38 @@ class BatchingConsumer(Consumer):
                 self._read_offset[tp] = record.offset
 
 
-async def _seek_to_committed_or_beginning(consumer: AIOKafkaConsumer, stream_partitions: set[TP]) -> dict[Any, Any]:
+async def _seek_to_committed_or_beginning(consumer: AIOKafkaConsumer, stream_partitions: set[TP],
+                                          seeks: SeekLedger) -> dict[Any, Any]:
     """In the consumer's thread: every assigned partition to its committed offset; stream partitions with none
-    (or 0, which aiokafka does not seek to either) to their beginning.
+    (or 0, which aiokafka does not seek to either) to their beginning. Each seek is recorded in ``seeks`` in the
+    step it is made; a partition no longer assigned by then is left out (the rebalance under way seeks again).
 
     The beginning is looked up (one ListOffsets request) and sought to at once, not through aiokafka's
     ``seek_to_beginning``, which waits for its fetcher to reset the position (up to the request timeout) while
     this seek holds up the worker's fetch loop.
     """
-    if not consumer.assignment():  # aiokafka asserts there is one
-        return {}
-    committed = await consumer.seek_to_committed()
+    committed = {}
+    for tp in consumer.assignment():  # as aiokafka's seek_to_committed, which seeks each in turn too
+        offset = await consumer.committed(tp)
+        if tp not in consumer.assignment():
+            continue
+        committed[tp] = offset
+        if offset and offset > 0:
+            consumer.seek(tp, offset)
+            seeks.sought(tp, offset)
     uncommitted = [tp for tp, offset in committed.items() if not offset and tp in stream_partitions]
     if uncommitted:
         for tp, offset in (await consumer.beginning_offsets(uncommitted)).items():
-            consumer.seek(tp, offset)
+            if tp in consumer.assignment():
+                consumer.seek(tp, offset)
+                seeks.sought(tp, None)
     return committed
+
+
+async def _seek_and_wait(consumer: AIOKafkaConsumer, partitions: Mapping[TP, int], seeks: SeekLedger,
+                         timeout: float) -> None:
+    """In the consumer's thread: Faust's ``seek_wait``, each seek recorded in ``seeks`` in the step it is made."""
+    for tp, offset in partitions.items():
+        consumer.seek(tp, offset)
+        seeks.sought(tp, offset if offset > 0 else None)
+    await asyncio.wait_for(asyncio.gather(*[consumer.position(tp) for tp in partitions]), timeout=timeout)

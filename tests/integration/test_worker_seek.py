@@ -12,7 +12,8 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from processors.consumer import _seek_to_committed_or_beginning
+from processors.consumer import _seek_and_wait, _seek_to_committed_or_beginning
+from processors.seeks import Seek, SeekLedger
 from tests.kafka_helpers import create_topics
 
 
@@ -49,11 +50,51 @@ async def test_stream_partitions_without_a_commit_go_back_to_their_beginning(kaf
         assert await consumer.getmany(uncommitted, timeout_ms=200) == {}
         await asyncio.sleep(0.5)  # the changelog partition's records are fetched meanwhile, and left unconsumed
 
-        offsets = await asyncio.wait_for(_seek_to_committed_or_beginning(consumer, {uncommitted, committed}), 10)
+        seeks = SeekLedger()
+        offsets = await asyncio.wait_for(
+            _seek_to_committed_or_beginning(consumer, {uncommitted, committed}, seeks), 10)
 
         assert offsets[committed] == 2
         assert await consumer.position(uncommitted) == 0
         assert await consumer.position(committed) == 2
         assert await consumer.position(table_changelog) == 0  # not a stream partition: left to table recovery
+        # the seeks are recorded, with the read offsets they imply (the beginning: anything)
+        assert seeks.seeks_so_far == 2
+        assert {tp: seeks.restart_from(tp) for tp in partitions} == {
+            uncommitted: Seek(2, None), committed: Seek(1, 2), table_changelog: None}
+    finally:
+        await consumer.stop()
+
+
+async def test_records_fetched_before_a_seek_are_told_apart_from_those_fetched_after(kafka_bootstrap, unique_name):
+    topic = unique_name("stream")
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(10):
+            await producer.send_and_wait(topic, b"%d" % i, key=b"k", partition=0)
+    finally:
+        await producer.stop()
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        seeks = SeekLedger()
+        await asyncio.wait_for(_seek_and_wait(consumer, {tp: 6}, seeks, 10), 10)
+        fetched = await consumer.getmany(tp, timeout_ms=5000)
+        fetched_after = seeks.seeks_so_far  # as the worker tags a fetch, in the step it returns
+        assert [r.offset for r in fetched[tp]] == [6, 7, 8, 9]
+        assert not seeks.fetched_before_a_seek(tp, fetched_after)
+        assert seeks.restart_from(tp) == Seek(1, 6)
+
+        await asyncio.wait_for(_seek_and_wait(consumer, {tp: 0}, seeks, 10), 10)  # a seek back, handled later
+        assert seeks.fetched_before_a_seek(tp, fetched_after)  # the drain loop drops what was fetched from 6 on
+        refetched = await consumer.getmany(tp, timeout_ms=5000)
+        assert [r.offset for r in refetched[tp]] == list(range(10))
+        assert not seeks.fetched_before_a_seek(tp, seeks.seeks_so_far)
+        assert seeks.restart_from(tp) == Seek(2, None)
     finally:
         await consumer.stop()
