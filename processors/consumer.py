@@ -159,7 +159,9 @@ class BatchingConsumer(Consumer):
                     if not (active_partitions is None or tp in active_partitions
                             or tp in self._buffered_partitions):
                         continue
-                    if seeks.fetched_before_a_seek(tp, seeks_before):  # the seek fetches them again
+                    if seeks.fetched_before_a_seek(tp, seeks_before):
+                        self.log.info("%s: %d record(s) fetched before a seek of the partition dropped, the seek "
+                                      "fetches them again", tp, len(partition_records))
                         continue
                     restart = seeks.restart_from(tp)
                     if restart is not None:
