@@ -5,11 +5,14 @@ The consumer runs aiokafka in a thread of its own. A fetch hands its records ove
 the drain loop handles them a little later. A seek in between (the table recovery's, the seek back to the committed
 offsets after a rebalance) moves the partition's position back; the records of that fetch are then from before the
 seek, and handling them would move the read offset past the records the seek is to fetch again, which would be
-skipped: lost, or left behind a commit that never passes them.
+skipped: lost, or left behind a commit that never passes them. Conversely, records fetched just after a seek may
+be handled before the seek's caller gets to set the read offset back (Faust's ``perform_seek`` did so only once
+every partition was sought), and be skipped as records already read.
 
 Seeks and fetches are numbered in the consumer's thread, in the same step as aiokafka's seek or the fetch's return:
 a partition's records are from before a seek exactly when the partition was sought after the fetch returned them.
-aiokafka itself drops records fetched before a seek that happened before they were returned.
+aiokafka itself drops records fetched before a seek that happened before they were returned. The read offset a
+seek implies is set by the drain loop, from the ledger, when it handles the first records fetched after the seek.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The worker's consumer fetches in a thread of its own and handles the records later in the event loop: a seek in
 between (table recovery, the seek back after a rebalance) once made the worker skip the records the seek fetched
-again (the e2e test lost events and stalled commits that way). The drain loop is driven here with scripted fetches.
+again, and so did records fetched after a seek but handled before the read offset was set back (the e2e test lost
+events and stalled commits that way). The drain loop is driven here with scripted fetches.
 """
 
 from __future__ import annotations
@@ -103,3 +104,19 @@ def test_other_partitions_of_a_fetch_handled_after_a_seek_are_kept():
                               consumer._seeks.seeks_so_far)
 
     assert drained_offsets([fetch_then_seek, fetch_from_the_seek]) == [10, 11, 2, 3, 4]
+
+
+def test_records_fetched_after_a_seek_back_are_read_from_the_sought_offset():
+    """The seek's caller used to set the read offset back only once the whole seek returned: records fetched
+    after the partition was sought, and handled before that, were taken for records already read."""
+    tp = TP(RAW, 0)
+
+    def first_fetch(consumer: Any) -> FetchedRecords:  # offsets 0-9 read, then a rebalance drops them unapplied
+        return FetchedRecords({tp: [record(tp, offset) for offset in range(10)]}, consumer._seeks.seeks_so_far)
+
+    def seek_then_fetch(consumer: Any) -> FetchedRecords:
+        batch_topics_of(consumer.app)[RAW].clear()
+        consumer._seeks.sought(tp, 3)  # back to the committed offset, in the thread, before this fetch returned
+        return FetchedRecords({tp: [record(tp, offset) for offset in range(3, 13)]}, consumer._seeks.seeks_so_far)
+
+    assert drained_offsets([first_fetch, seek_then_fetch]) == list(range(3, 13))
