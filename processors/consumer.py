@@ -72,16 +72,16 @@ class BatchingConsumer(Consumer):
         return did_commit
 
     async def _refetch_missing_records(self) -> None:
-        """A safety net for a known race: a batch topic partition whose committed offset has waited behind
-        records that were never acknowledged, while later ones were, for two commits in a row.
+        """A safety net: a batch topic partition whose committed offset has waited behind records that were never
+        acknowledged, while later ones were, for two commits in a row.
 
-        A batch's records are acknowledged in order, so such a gap means records that never reached a stage: a fetch
-        taken before a seek and handled after it can move the consumer's read offset past records that the seek
-        was to fetch again (docs/DEVELOPING.md). Faust then never commits past the gap and the records stay
-        unprocessed. A partition of the workers' own re-key topics is fetched again from its committed offset: the
-        missing records and then the later ones again, in order, which the call-center stages turn into the same
-        final state. A raw-topic partition is not (the roster would take the missing events for replays and skip
-        them): it stays behind, with an error in the log.
+        A batch's records are acknowledged in order, so such a gap means records that never reached a stage. The
+        race that caused it (a fetch handled across a seek, ``processors.seeks``) is handled in the drain loop; the
+        net stays because it fired once after that fix, cause unknown (docs/DEVELOPING.md). Faust never commits past
+        such a gap of two or more records and the records stay unprocessed. A partition of the workers' own re-key
+        topics is fetched again from its committed offset: the missing records and then the later ones again, in
+        order, which the call-center stages turn into the same final state. A raw-topic partition is not (the roster
+        would take the missing events for replays and skip them): it stays behind, with an error in the log.
         """
         batch_topics = batch_topics_of(self.app)
         internal_prefix = f"{self.app.conf.id}-"
@@ -100,7 +100,7 @@ class BatchingConsumer(Consumer):
             if not tp.topic.startswith(internal_prefix):
                 if commits == 2:  # reported once
                     self.log.error("%s: the records from offset %d on never reached a stage, while later ones did "
-                                   "(a known race, docs/DEVELOPING.md): the partition's offset stays behind them",
+                                   "(see docs/DEVELOPING.md): the partition's offset stays behind them",
                                    tp, committed)
                 continue
             self.log.warning("%s: the records from offset %d on never reached a stage, while later ones did; "
