@@ -111,6 +111,44 @@ class BatchingConsumer(Consumer):
             except (KafkaError, TimeoutError) as exc:  # e.g. no longer assigned: its owner starts from the commit
                 self.log.warning("%s: fetching again failed: %r", tp, exc)
 
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's next offset to commit for ``tp``, except past a record never acknowledged at the committed offset.
+
+        Faust keeps the committed offset as Kafka does, the next offset to read (records from it on are acknowledged),
+        but its check for a gap at the head of the acknowledged offsets lets a gap of one record through: with 10
+        committed and 11 and 12 acknowledged, it commits 13 and record 10 is skipped for good (with 0 committed it
+        checks nothing). Here the commit waits until the acknowledged offsets and the known gaps (offsets without a
+        record) start at the committed offset; meanwhile the safety net (``_refetch_missing_records``) sees it.
+        """
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None:
+            first_acked = min(acked)
+            if first_acked > committed and not self._gap_covers(tp, committed, first_acked):
+                return None
+        return super()._new_offset(tp)
+
+    def _gap_covers(self, tp: TP, start: int, end: int) -> bool:
+        """Whether the known gaps of ``tp`` hold every offset of ``[start, end)``."""
+        covered_until = start
+        for interval in sorted(self._gap[tp].overlap(start, end), key=lambda interval: interval.begin):
+            if interval.begin > covered_until:
+                return False
+            covered_until = max(covered_until, interval.end)
+        return covered_until >= end
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's record of offsets ``offset_from..offset_to`` that hold no record (so they count as acknowledged),
+        clipped at the committed offset, the next to read, not one past it as Faust clips it (see ``_new_offset``)."""
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed)
+        if offset_from <= offset_to:
+            gaps = self._gap[tp]
+            gaps.addi(offset_from, offset_to + 1)  # intervals exclude their end
+            await asyncio.sleep(0)
+            gaps.merge_overlaps()
+
     def ack_batch(self, messages: Sequence[BatchRecord | Message]) -> None:
         """``Consumer.ack`` for each of a batch's records (which were never tracked as in flight), under one
         acquisition of Faust's ack lock instead of one per record."""
