@@ -1,8 +1,10 @@
-"""The offset a worker commits never passes a record that no stage acknowledged.
+"""The offset a worker commits never passes a record that no stage acknowledged, and never goes back.
 
 Faust keeps the committed offset as the next offset to read, but its commit check let a gap of exactly one record
-at that offset through (and checked nothing at offset 0): the record was skipped for good, silently. The worker's
-consumer (``processors.consumer.BatchingConsumer``) fixes the check; these tests drive it on a built (not started)
+at that offset through (and checked nothing at offset 0): the record was skipped for good, silently. And the seek
+that ends a recovery stored committed offsets read before commits made while it went on: the committed offset
+went back behind acknowledged records and the partition's commits stopped (the e2e test saw both). The worker's
+consumer (``processors.consumer.BatchingConsumer``) fixes both; these tests drive it on a built (not started)
 worker app.
 """
 
@@ -55,3 +57,21 @@ def test_a_gap_that_does_not_reach_the_committed_offset_holds_the_commit(consume
     acknowledge(consumer, 10, [13, 14])
     asyncio.run(consumer._add_gap(TP0, 11, 12))
     assert consumer._new_offset(TP0) is None
+
+
+@pytest.mark.parametrize("known, read, expected", [
+    (222, 209, 222),  # read before a commit made while the seek went on: the commit stands
+    (222, 230, 230),  # committed since by the partition's earlier owner
+    (None, 209, 209),  # a new assignment: what Kafka has
+    (None, 0, None),  # nothing committed yet
+    (222, 0, 222),
+])
+def test_the_seek_after_a_recovery_never_moves_the_committed_offset_back(consumer, known, read, expected):
+    consumer._committed_offset[TP0] = known
+
+    async def seek_to_committed():  # aiokafka's answer, read before the worker's latest commit or after it
+        return {TP0: read}
+
+    consumer.seek_to_committed = seek_to_committed
+    asyncio.run(consumer.perform_seek())
+    assert consumer._committed_offset[TP0] == expected
