@@ -75,3 +75,44 @@ def test_the_seek_after_a_recovery_never_moves_the_committed_offset_back(consume
     consumer.seek_to_committed = seek_to_committed
     asyncio.run(consumer.perform_seek())
     assert consumer._committed_offset[TP0] == expected
+
+
+def test_stream_partitions_are_held_back_from_their_assignment_to_the_recovery_seek(consumer, monkeypatch):
+    """Fetched before that seek, a stream partition was applied to tables still being recovered, or read on from
+    its position past records not committed yet, which the seek then fetched again after later ones."""
+    import faust.transport.consumer
+
+    async def faust_on_partitions_assigned(self, assigned, generation_id=0):
+        pass
+
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "on_partitions_assigned", faust_on_partitions_assigned)
+    changelog = TP(next(iter(consumer.app.tables.changelog_topics)), 0)
+    other = TP(RAW, 1)
+    fetched_for = []
+
+    async def fetch_records(aiokafka_consumer, partitions, timeout, max_records):
+        fetched_for.append(set(partitions))
+        return {}
+
+    thread = consumer._thread
+    monkeypatch.setattr(thread, "_ensure_consumer", lambda: type("AIOKafka", (), {"_max_poll_records": 10})())
+    monkeypatch.setattr(thread, "_fetch_records", fetch_records)
+    monkeypatch.setattr(thread, "call_thread", lambda function, *args: function(*args))
+
+    async def seek_to_committed():
+        return {TP0: 5, other: 7}
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+
+    async def scenario():
+        await consumer.on_partitions_assigned({TP0, other, changelog})
+        assert consumer._awaiting_seek == {TP0, other}
+        await consumer._getmany({TP0, other, changelog}, 0.01)  # the table recovery reads the changelogs only
+        await consumer._getmany({TP0, other}, 0.01)  # nothing else to fetch: no fetch at all
+        await consumer._seek_to_committed_while_stopped()  # a seek back during the rebalance holds on
+        await consumer._getmany({TP0, other, changelog}, 0.01)
+        await consumer.perform_seek()  # the end of the recovery
+        await consumer._getmany({TP0, other}, 0.01)
+
+    asyncio.run(scenario())
+    assert fetched_for == [{changelog}, {changelog}, {TP0, other}]
