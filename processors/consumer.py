@@ -77,13 +77,14 @@ class BatchingConsumer(Consumer):
         """A safety net: a batch topic partition whose committed offset has waited behind records that were never
         acknowledged, while later ones were, for two commits in a row.
 
-        A batch's records are acknowledged in order, so such a gap means records that never reached a stage. The
-        race that caused it (a fetch handled across a seek, ``processors.seeks``) is handled in the drain loop; the
-        net stays because it fired once after that fix, cause unknown (docs/DEVELOPING.md). Faust never commits past
-        such a gap of two or more records and the records stay unprocessed. A partition of the workers' own re-key
-        topics is fetched again from its committed offset: the missing records and then the later ones again, in
-        order, which the call-center stages turn into the same final state. A raw-topic partition is not (the roster
-        would take the missing events for replays and skip them): it stays behind, with an error in the log.
+        A batch's records are acknowledged in order, so such a gap means records that never reached a stage, or a
+        committed offset moved back behind acknowledged ones. Both causes found so far are handled: a fetch handled
+        across a seek (``processors.seeks``) and the seek that ends a recovery (``perform_seek``); the net stays
+        for what is not known yet (docs/DEVELOPING.md). The commit never passes such a gap (``_new_offset``).
+        A partition of the workers' own re-key topics is fetched again from its committed offset: the missing
+        records and then the later ones again, in order, which the call-center stages turn into the same final
+        state. A raw-topic partition is not (the roster would take the missing events for replays and skip them):
+        it stays behind, with an error in the log.
         """
         batch_topics = batch_topics_of(self.app)
         internal_prefix = f"{self.app.conf.id}-"
