@@ -12,8 +12,9 @@ exactly; the signature is then checked as PyJWT's ``HMACAlgorithm.verify`` does 
 ``hmac.compare_digest``), against keys prepared once by PyJWT's ``prepare_key`` (which refuses PEM/SSH keys:
 no key confusion). Each key's HMAC state after the key (its inner and outer pads) is computed once and copied
 per token: half the cost of the one-shot ``hmac.digest``, which hashes both pads again every time.
-Claims are decoded only after a signature verified. ``tests/unit/test_ingest_verification.py`` checks that
-this accepts exactly the tokens ``jwt.decode(..., algorithms=["HS256"])`` accepts.
+Claims are decoded only after a signature verified, always (cheaper than scanning for them first).
+``tests/unit/test_ingest_verification.py`` checks that this accepts exactly the tokens
+``jwt.decode(..., algorithms=["HS256"])`` accepts.
 
 Registered claims: ``exp`` and ``nbf`` are honoured with a leeway when present, never required. ``iat`` is
 not checked: a future ``iat`` only means the sender's clock is ahead, and a 401 is never retried by Dialpad.
@@ -175,8 +176,8 @@ class TokenVerifier:
         return payload
 
     def _check_claims(self, payload: bytes) -> None:
-        if b'"exp"' not in payload and b'"nbf"' not in payload and b"\\" not in payload:
-            return  # neither claim can be there (a key spelt with escapes has a backslash): no decoding needed
+        # Decoding into a Struct of two fields skips every other member in C: about half the time of the three
+        # substring scans (`"exp"`, `"nbf"`, a backslash for escaped names) that used to decide whether to decode.
         try:
             claims = _claims_decoder.decode(payload)
         except (msgspec.DecodeError, UnicodeDecodeError):
