@@ -18,6 +18,10 @@ and one acknowledgement instead.
   event-loop iteration joined; an acknowledgement makes its lane ready again (a callback, no task per lane).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
   the caller's cue to spool the record). No request is answered twice or left waiting.
+* A closed batch goes straight into aiokafka's accumulator when nothing stands in the way (``_Accumulator``,
+  the one place that touches aiokafka's internals): ``send_batch()``'s two coroutines, metadata and partition
+  checks, per-call ``TopicPartition`` and ``asyncio.shield`` cost about as much as building the batch, and
+  the shield's callback adds one event-loop iteration before the acknowledgement reaches the requests.
 * The publish deadline is kept here too, with one timer per group of requests that arrived in the same
   event-loop iteration instead of one per request: a request not acknowledged in time gets ``TimeoutError``.
   Its record is then left out of the batches built after that (the caller spooled it), which avoids a
@@ -34,11 +38,44 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerClosed
+from aiokafka.structs import TopicPartition
 
 from ingest.partitioner import KeyPartitioner
 from ingest.records import OutboundRecord
 
 _Waiting = tuple[OutboundRecord, "asyncio.Future[None]"]
+
+
+class _Accumulator:
+    """aiokafka's ``MessageAccumulator`` (aiokafka 0.14 internals), for queueing a closed batch without
+    ``send_batch()``: exactly what ``send_batch()`` ends with once its checks pass (``add_batch`` ->
+    ``_append_batch``), returning the batch's own acknowledgement future instead of a shield around it.
+
+    Used only when ``send_batch()`` would queue the batch at once: the accumulator is neither closed nor
+    failed and holds no batch of that partition waiting for the sender (``send_batch()`` would wait for its
+    drain; the caller then uses ``send_batch()``). Partitions come from the cluster metadata already, and
+    the producer is not transactional. ``tests/unit/test_ingest_batching.py`` checks these internals against
+    the installed aiokafka; a producer without them (a test double, another version) gets ``None`` from
+    ``of`` and always goes through ``send_batch()``.
+    """
+
+    def __init__(self, accumulator: object) -> None:
+        self._accumulator = accumulator
+
+    @classmethod
+    def of(cls, producer: object) -> "_Accumulator | None":
+        accumulator = getattr(producer, "_message_accumulator", None)
+        needed = ("_append_batch", "_batches", "_closed", "_exception")
+        if accumulator is None or not all(hasattr(accumulator, name) for name in needed):
+            return None
+        return cls(accumulator)
+
+    def queue(self, batch: object, tp: TopicPartition) -> asyncio.Future | None:
+        """Queue ``batch`` for ``tp`` now and return its acknowledgement; ``None`` when ``send_batch()`` must."""
+        accumulator = self._accumulator
+        if accumulator._closed or accumulator._exception is not None or accumulator._batches.get(tp):
+            return None
+        return accumulator._append_batch(batch, tp).future
 
 
 @dataclass
@@ -47,6 +84,7 @@ class _Lane:
 
     topic: str
     partition: int
+    tp: TopicPartition
     waiting: list[_Waiting] = field(default_factory=list)
     busy: bool = False
     """True from the moment the lane is ready to submit until its batch was acknowledged (or failed)."""
@@ -58,6 +96,7 @@ class PartitionBatcher:
     def __init__(self, producer: AIOKafkaProducer, *, deadline_s: float,
                  partitioner: KeyPartitioner | None = None) -> None:
         self._producer = producer
+        self._accumulator = _Accumulator.of(producer)
         self._deadline_s = deadline_s
         self._partitioner = partitioner or KeyPartitioner()
         self._lanes: dict[tuple[str, int], _Lane] = {}
@@ -88,7 +127,7 @@ class PartitionBatcher:
         tp = (record.topic, self._partitioner.partition(record.key, partitions))
         lane = self._lanes.get(tp)
         if lane is None:
-            lane = self._lanes[tp] = _Lane(*tp)
+            lane = self._lanes[tp] = _Lane(*tp, TopicPartition(*tp))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.waiting.append((record, future))
         self._joined_cohort().append(future)
@@ -154,16 +193,18 @@ class PartitionBatcher:
             count += 1
         batch.close()  # nothing else may be appended by producer.send() to this tp
         in_batch, lane.waiting = waiting[:count], waiting[count:]
-        try:
-            ack = await self._producer.send_batch(batch, lane.topic, partition=lane.partition)
-        except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
-            _fail(in_batch, exc)
-            self._settled(lane)
-        except BaseException as exc:
-            _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
-            raise
-        else:
-            ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch))
+        ack = self._accumulator.queue(batch, lane.tp) if self._accumulator is not None else None
+        if ack is None:
+            try:
+                ack = await self._producer.send_batch(batch, lane.topic, partition=lane.partition)
+            except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
+                _fail(in_batch, exc)
+                self._settled(lane)
+                return
+            except BaseException as exc:
+                _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
+                raise
+        ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch))
 
     def _acknowledged(self, lane: _Lane, in_batch: list[_Waiting], ack: asyncio.Future) -> None:
         _settle(in_batch, ack)

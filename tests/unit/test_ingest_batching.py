@@ -10,10 +10,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
 
-from ingest.batching import PartitionBatcher
+from ingest.batching import PartitionBatcher, _Accumulator
 from ingest.delivery import PUBLISHED, SPOOLED, Delivery
 from ingest.metrics import IngestMetrics
 from ingest.partitioner import KeyPartitioner
@@ -268,3 +270,36 @@ async def test_every_request_is_kept_exactly_once_when_one_batch_fails(tmp_path:
     on_disk, _ = spool.read_batch(100)
     assert on_disk == spooled
     await spool.close()
+
+
+# ----- aiokafka internals ------------------------------------------------------------------------------------
+
+async def test_a_closed_batch_goes_straight_into_aiokafkas_accumulator_unless_send_batch_would_wait():
+    """What ``_Accumulator`` relies on in the installed aiokafka (its producer is never started here)."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", acks="all", enable_idempotence=True)
+    try:
+        accumulator, tp = _Accumulator.of(producer), TopicPartition("raw", 1)
+        assert accumulator is not None, "aiokafka's accumulator internals changed: batches go through send_batch()"
+        batch = producer.create_batch()
+        assert batch.append(key=b"1001", value=b"v", timestamp=1_700_000_000_000, headers=[]) is not None
+        batch.close()
+        ack = accumulator.queue(batch, tp)
+
+        [queued] = producer._message_accumulator._batches[tp]  # what the sender drains, with its record count
+        assert queued.future is ack and queued.record_count == 1 and not ack.done()
+        assert producer._message_accumulator.waiter().done()  # the sender is woken, as send_batch() would
+        assert accumulator.queue(producer.create_batch(), tp) is None  # one waits for the sender: send_batch()
+        queued.done(base_offset=0)  # the broker's acknowledgement, as the sender gives it
+        assert ack.done() and ack.exception() is None
+
+        producer._message_accumulator.fail_all(KafkaConnectionError("sender failed"))
+        assert accumulator.queue(producer.create_batch(), TopicPartition("raw", 2)) is None
+        producer._message_accumulator._exception = None
+        producer._message_accumulator._closed = True
+        assert accumulator.queue(producer.create_batch(), TopicPartition("raw", 2)) is None
+    finally:
+        await producer.stop()
+
+
+def test_a_producer_without_aiokafkas_internals_goes_through_send_batch():
+    assert _Accumulator.of(FakeProducer()) is None
