@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -229,6 +230,28 @@ async def test_oversized_body_gets_413(client, kafka):
     status, body = await post(client, "x" * 5000)
     assert status == 413 and body["error"] == "body_too_large"
     assert kafka.sent == []
+
+
+async def test_a_body_sent_in_chunks_is_read_whole_and_an_oversized_one_gets_413(client, kafka):
+    async def chunks(data: bytes):
+        for i in range(0, len(data), 100):
+            yield data[i:i + 100]
+
+    token = sign(SPEC_SAMPLE).encode()
+    response = await client.post(URL, data=chunks(token), headers={"Content-Type": "application/jwt"})
+    assert response.status == 202 and len(kafka.sent) == 1
+    response = await client.post(URL, data=chunks(b"x" * 5000), headers={"Content-Type": "application/jwt"})
+    assert response.status == 413 and (await response.json())["error"] == "body_too_large"
+    assert len(kafka.sent) == 1
+
+
+async def test_a_compressed_body_counts_decompressed_against_the_limit(client, kafka):
+    token = sign(SPEC_SAMPLE).encode()
+    for data, expected in ((token, 202), (token + b" " * 5000, 413)):  # 5 kB of spaces compress to a few bytes
+        response = await client.post(URL, data=zlib.compress(data),
+                                     headers={"Content-Type": "application/jwt", "Content-Encoding": "deflate"})
+        assert response.status == expected
+    assert len(kafka.sent) == 1
 
 
 @pytest.mark.parametrize(("claims", "path"), [
