@@ -193,17 +193,17 @@ class PartitionBatcher:
             count += 1
         batch.close()  # nothing else may be appended by producer.send() to this tp
         in_batch, lane.waiting = waiting[:count], waiting[count:]
-        ack = self._accumulator.queue(batch, lane.tp) if self._accumulator is not None else None
-        if ack is None:
-            try:
+        try:
+            ack = self._accumulator.queue(batch, lane.tp) if self._accumulator is not None else None
+            if ack is None:
                 ack = await self._producer.send_batch(batch, lane.topic, partition=lane.partition)
-            except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
-                _fail(in_batch, exc)
-                self._settled(lane)
-                return
-            except BaseException as exc:
-                _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
-                raise
+        except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
+            _fail(in_batch, exc)
+            self._settled(lane)
+            return
+        except BaseException as exc:
+            _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
+            raise
         ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch))
 
     def _acknowledged(self, lane: _Lane, in_batch: list[_Waiting], ack: asyncio.Future) -> None:
