@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.common import BenchmarkSkipped, Result, unique
+from bench.common import BenchmarkSkipped, Result, source_dir, unique
 
 
 async def ingest_benchmark(bootstrap: str | None, workdir: Path, rounds: int, quick: bool) -> list[Result]:
@@ -27,7 +27,7 @@ async def ingest_benchmark(bootstrap: str | None, workdir: Path, rounds: int, qu
         raise BenchmarkSkipped("needs a Kafka broker")
     pin = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
     args = argparse.Namespace(bootstrap=bootstrap, requests=5_000 if quick else 20_000, connections=64,
-                              max_seconds=60.0, pin=pin, generator="auto")
+                              max_seconds=60.0, pin=pin, generator="auto", source=source_dir())
     generator = ingest_load.generator_of(args)
     topic = unique("ingest-load")
     await ingest_load.create_topic(bootstrap, topic)

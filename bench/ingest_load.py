@@ -264,8 +264,10 @@ def free_port() -> int:
 
 def start_server(kind: str, args: argparse.Namespace, topic: str, spool_dir: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
+    source = getattr(args, "source", None)  # ``python -m bench --rev``: the services' code from that revision
+    env = {**os.environ, "PYTHONPATH": str(source)} if source is not None else None
     process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap",
-                                args.bootstrap, "--topic", topic, "--spool-dir", spool_dir], cwd=ROOT)
+                                args.bootstrap, "--topic", topic, "--spool-dir", spool_dir], cwd=ROOT, env=env)
     if args.pin:
         os.sched_setaffinity(process.pid, {0})
     deadline = time.monotonic() + 30
@@ -292,30 +294,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def broker_threads() -> list[int]:
-    """Thread ids of the local Kafka brokers (``kafka.Kafka`` Java processes) on this machine."""
+def broker_threads(port: int) -> list[int]:
+    """Thread ids of the local Kafka broker (a ``kafka.Kafka`` Java process) that listens on ``port``, as told by
+    its ``server.properties`` (the brokers ``onduty kafka`` starts); other brokers on the machine are not ours."""
     threads = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             command = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"kafka.Kafka" in command:
+            if b"kafka.Kafka" not in command:
+                continue
+            properties = [Path(arg.decode()) for arg in command if arg.endswith(b".properties")]
+            if any(f"listeners=PLAINTEXT://127.0.0.1:{port}," in path.read_text() for path in properties):
                 threads += [int(task.name) for task in (proc / "task").iterdir()]
-        except OSError:  # gone meanwhile
+        except OSError:  # gone meanwhile, or not readable
             continue
     return threads
 
 
 @contextlib.contextmanager
-def brokers_on(cpus: set[int]) -> Iterator[int]:
-    """Run the local brokers' threads on ``cpus`` only (restored after); yields how many threads were moved.
+def brokers_on(cpus: set[int], port: int) -> Iterator[int]:
+    """Run the threads of the local broker on ``port`` on ``cpus`` only (restored after); yields how many threads
+    were moved (0: no such local broker, e.g. a remote one).
 
     With two cores, the service under test has CPU 0 to itself, as the bare handler has: the broker it publishes
     to shares CPU 1 with the load generator instead of taking the service's core.
     """
     moved = {}
-    for tid in broker_threads():
+    for tid in broker_threads(port):
         with contextlib.suppress(OSError):
             moved[tid] = os.sched_getaffinity(tid)
             os.sched_setaffinity(tid, cpus)
@@ -329,7 +336,8 @@ def brokers_on(cpus: set[int]) -> Iterator[int]:
 
 def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str) -> dict:
     """One scenario: start its server, load it with the generator ``args`` name (see ``generator_of``)."""
-    with brokers_on({1}) if args.pin else contextlib.nullcontext(0):
+    port = int(args.bootstrap.split(",")[0].rsplit(":", 1)[1])
+    with brokers_on({1}, port) if args.pin else contextlib.nullcontext(0):
         return _measure(kind, args, bodies, topic)
 
 
