@@ -287,14 +287,14 @@ class BatchingConsumer(Consumer):
         offsets are set by the drain loop from the ledger (Faust sets them here, which a fetch handled meanwhile
         would overwrite).
 
-        The committed offsets are read one partition at a time, with awaits in between, while the worker goes on:
-        at the end of a recovery the stream partitions are resumed before this seek, so batches of them are applied
-        and committed meanwhile. An offset read before such a commit is older than the commit; Faust stored it
-        anyway, and the worker's committed offset went back behind records already acknowledged and committed,
-        which are not acknowledged again when the seek fetches them again (below the committed offset then): the
-        partition's commits stopped there for good (the safety net's firings after a recovery, in the e2e test).
-        A committed offset only moves forward here; the seek itself may go back, to records fetched again and
-        applied again, which the stages turn into no-ops.
+        The committed offsets are read one partition at a time, with awaits in between, while the worker goes on.
+        An offset read before a commit made meanwhile is older than the commit; Faust stored it anyway, and the
+        worker's committed offset went back behind records already acknowledged and committed, which are not
+        acknowledged again when the seek fetches them again (below the committed offset then): the partition's
+        commits stopped there for good. That happened at the end of recoveries, before stream partitions were held
+        back until this seek (``on_partitions_assigned``): the safety net's firings in the e2e test. A committed
+        offset only moves forward here; the seek itself may go back, to records fetched again and applied again,
+        which the stages turn into no-ops.
         """
         committed = await self.seek_to_committed()
         known = self._committed_offset
