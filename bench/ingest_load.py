@@ -314,15 +314,15 @@ def broker_threads(port: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def brokers_on(cpus: set[int], port: int) -> Iterator[int]:
-    """Run the threads of the local broker on ``port`` on ``cpus`` only (restored after); yields how many threads
-    were moved (0: no such local broker, e.g. a remote one).
+def brokers_on(cpus: set[int], bootstrap: str) -> Iterator[int]:
+    """Run the threads of the local broker at ``bootstrap`` (its first ``host:port``) on ``cpus`` only (restored
+    after); yields how many threads were moved (0: no such local broker, e.g. a remote one).
 
     With two cores, the service under test has CPU 0 to itself, as the bare handler has: the broker it publishes
     to shares CPU 1 with the load generator instead of taking the service's core.
     """
     moved = {}
-    for tid in broker_threads(port):
+    for tid in broker_threads(int(bootstrap.split(",")[0].rsplit(":", 1)[1])):
         with contextlib.suppress(OSError):
             moved[tid] = os.sched_getaffinity(tid)
             os.sched_setaffinity(tid, cpus)
@@ -336,8 +336,7 @@ def brokers_on(cpus: set[int], port: int) -> Iterator[int]:
 
 def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str) -> dict:
     """One scenario: start its server, load it with the generator ``args`` name (see ``generator_of``)."""
-    port = int(args.bootstrap.split(",")[0].rsplit(":", 1)[1])
-    with brokers_on({1}, port) if args.pin else contextlib.nullcontext(0):
+    with brokers_on({1}, args.bootstrap) if args.pin else contextlib.nullcontext(0):
         return _measure(kind, args, bodies, topic)
 
 
