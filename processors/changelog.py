@@ -25,7 +25,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from schemas import encode
+from processors.table_codec import encode_table_value
 
 if TYPE_CHECKING:
     from processors.faust_io import StructTable
@@ -73,7 +73,8 @@ class PendingChangelog:
         if self._poisoned is not None:
             raise RuntimeError(f"table changes are not written after a failed batch ({self._poisoned!r})")
         pending, self._pending = self._pending, {}
-        return {tp: [(key, None if value is None else encode(value), None) for key, value in keys.items()]
+        return {tp: [(key, None if value is None else encode_table_value(value), None)
+                     for key, value in keys.items()]
                 for tp, keys in pending.items()}
 
     async def write(self, producer: AIOKafkaProducer, cut: dict[tuple[str, int], list[Record]]) -> int:

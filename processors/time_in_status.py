@@ -227,8 +227,8 @@ def window_totals(window: OpenWindow, agent_only: bool = False) -> tuple[WindowT
             uniform = False
     if agent_only:
         return agent, {}
-    if uniform:  # the common case: each call center's totals are the agent's
-        return agent, {cc: copy_totals(agent) for cc in call_centers_seen or ()}
+    if uniform:  # the common case: each call center's totals are the agent's, one object shared by the records
+        return agent, {cc: agent for cc in call_centers_seen or ()}  # (emitted totals are never changed)
     per_cc: dict[str, WindowTotals] = {}
     for key, ms in window.ms_by_state.items():
         status, reason, availability, call_centers = _decoded(key, _state_decoder)
@@ -243,11 +243,6 @@ def window_totals(window: OpenWindow, agent_only: bool = False) -> tuple[WindowT
             if count:
                 bump(totals.entries_by_status, status, count)
     return agent, per_cc
-
-
-def copy_totals(totals: WindowTotals) -> WindowTotals:
-    return WindowTotals(dict(totals.ms_by_status), dict(totals.ms_by_unavailable_reason),
-                        dict(totals.ms_by_availability), dict(totals.entries_by_status))
 
 
 def add_time(totals: WindowTotals, step: Step, ms: int) -> None:

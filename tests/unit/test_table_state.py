@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from processors.app import create_app
 from processors.faust_io import IncompatibleTableState
 from processors.settings import ProcessorSettings
+from processors.table_codec import encode_table_value
 from processors.time_in_status import AgentTimeline, OpenWindow
 from schemas import encode
 
@@ -16,11 +18,26 @@ def tables():
     return create_app(ProcessorSettings(app_id="table-state-test")).tables
 
 
-def test_a_changelog_value_decodes_into_the_tables_struct(tables):
+def _timeline() -> AgentTimeline:
     window = OpenWindow(900_000, 0, {'["available",null,"available",["7"]]': 1_000}, {'["available",true,["7"]]': 1})
-    timeline = AgentTimeline("42", seq=3, counted_until_ms=1_000, open_windows={"900000:0": window})
-    assert tables["tis-agents"]._to_value(encode(timeline)) == timeline
+    return AgentTimeline("42", seq=3, counted_until_ms=1_000, closed_until_ms={900_000: 0},
+                         open_windows={"900000:0": window})
+
+
+def test_a_changelog_value_decodes_into_the_tables_struct(tables):
+    timeline = _timeline()
+    assert encode_table_value(timeline)[0] not in b"{[", "changelogs are MessagePack"
+    decoded = tables["tis-agents"]._to_value(encode_table_value(timeline))
+    assert decoded == timeline
+    assert isinstance(next(iter(decoded.closed_until_ms)), int)
     assert tables["tis-agents"]._to_value(None) is None
+
+
+def test_a_changelog_written_as_json_by_an_earlier_version_is_still_read(tables):
+    timeline = _timeline()
+    assert tables["tis-agents"]._to_value(encode(timeline)) == timeline
+    assert tables["tis-agents"]._to_value(b" " + encode(timeline)) == timeline
+
 
 
 def test_a_value_written_by_an_incompatible_version_is_a_clear_error(tables):
@@ -29,3 +46,7 @@ def test_a_value_written_by_an_incompatible_version_is_a_clear_error(tables):
     expected = r"table tis-agents: .*\$\.open_windows.*new ONDUTY_PROCESSOR_APP_ID"
     with pytest.raises(IncompatibleTableState, match=expected):
         tables["tis-agents"]._to_value(old)
+    with pytest.raises(IncompatibleTableState, match=expected):
+        tables["tis-agents"]._to_value(msgspec.msgpack.encode(msgspec.json.decode(old)))
+    with pytest.raises(IncompatibleTableState, match=r"table tis-agents: .*new ONDUTY_PROCESSOR_APP_ID"):
+        tables["tis-agents"]._to_value(b"\xc1 not a value")
