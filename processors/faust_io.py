@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import msgspec
 
-from processors.table_codec import TableValueDecoder
+from processors.internal_codec import InternalDecoder
 from schemas.partitioning import default_partition
 from schemas.topics import TopicSpec
 
@@ -44,7 +44,7 @@ class StructTable(faust.Table):
     """A changelog-backed table of msgspec Structs of one type, kept decoded in memory, keyed by string ids.
 
     The stages read values with ``lookup`` and write them through an ``Outbox``; the changelog record
-    (MessagePack, ``processors.table_codec``) is encoded at the next offset commit (``processors.changelog``): a
+    (MessagePack, ``processors.internal_codec``) is encoded at the next offset commit (``processors.changelog``): a
     value is decoded only once, when the table recovers from its changelog. Keys are the UTF-8 bytes of the id, so the
     changelog key is exactly the source topic's key.
 
@@ -56,7 +56,7 @@ class StructTable(faust.Table):
 
     def __init__(self, *args: Any, struct: type[msgspec.Struct], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._decoder = TableValueDecoder(struct)
+        self._decoder = InternalDecoder(struct)
 
     def lookup(self, key: str) -> Any:
         """The value of ``key`` (a Struct of the table's type), None if there is none. Not a copy."""

@@ -40,7 +40,10 @@ class Outbox:
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
              timestamp_ms: int | None = None) -> None:
-        self._records.setdefault(topic, []).append((partition, (key, value, timestamp_ms)))
+        records = self._records.get(topic)
+        if records is None:
+            records = self._records[topic] = []
+        records.append((partition, (key, value, timestamp_ms)))
 
     def put(self, table: StructTable, key: str, value: msgspec.Struct) -> None:
         raw_key = key.encode()

@@ -40,6 +40,7 @@ from processors.faust_io import (
     output_topic,
     raw_topic,
 )
+from processors.internal_codec import InternalDecoder, encode_internal
 from processors.outbox import Outbox
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
@@ -55,7 +56,7 @@ def membership_key(call_center_id: str, agent_id: str) -> str:
     """Key of the membership table: ``<call center>#<agent>``, partitioned by the call center."""
     return f"{call_center_id}#{agent_id}"
 
-_changes_decoder = msgspec.json.Decoder(list[RosterChange])
+_changes_decoder = InternalDecoder(list[RosterChange])
 
 
 @dataclass
@@ -178,7 +179,7 @@ class RosterStage:
             outbox.send(t.AGENT_STATE, agent_id.encode(), encode(record), timestamp_ms=record.updated_ms)
         for call_center_id, by_agent in changes.items():
             batch = [step.change(call_center_id, joined) for step, joined in by_agent.values()]
-            outbox.send(self.changes_topic, call_center_id.encode(), encode(batch))
+            outbox.send(self.changes_topic, call_center_id.encode(), encode_internal(batch))
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender) -> RosterStage:

@@ -37,6 +37,7 @@ from processors.faust_io import (
     raw_topic,
 )
 from processors.batches import BatchRecord, batch_agent
+from processors.internal_codec import InternalDecoder, encode_internal
 from processors.outbox import Outbox
 from processors.raw_events import RawEvent
 from processors.settings import ProcessorSettings
@@ -179,8 +180,8 @@ def now_ms() -> int:
 
 
 _contribution_decoder = msgspec.json.Decoder(CallCenterContribution)
-_marker_decoder = msgspec.json.Decoder(WatermarkMarker)
-_batch_decoder = msgspec.json.Decoder(ContributionBatch)
+_marker_decoder = InternalDecoder(WatermarkMarker)
+_batch_decoder = InternalDecoder(ContributionBatch)
 
 
 class TableChunkStore(ChunkStore):
@@ -415,7 +416,7 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         markers = [WatermarkMarker(partition, watermark) for partition, watermark in sorted(advanced.items())]
         for target, record in sorted(packed.items()):
             record.watermarks = markers
-            outbox.send(contributions_name, BATCH_KEY, encode(record), partition=target)
+            outbox.send(contributions_name, BATCH_KEY, encode_internal(record), partition=target)
         for agent_id, state in timelines.items():
             if not state.seq:  # only rejected events (late-events topic): the agent stays unknown
                 continue

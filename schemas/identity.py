@@ -23,7 +23,7 @@ def dedup_identity(event: AgentStatusEvent) -> str:
         event.on_duty_status,
         event.availability_status,
         event.on_duty_status_reason or "",
-        sorted(str(c) for c in event.call_center_ids),
+        sorted(event.call_center_ids),  # strings once decoded (``AgentStatusEvent.__post_init__``)
         event.event_timestamp,
         event.powerdialer_mode,
         event.powerdialer_session,

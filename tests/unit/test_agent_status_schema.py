@@ -127,6 +127,13 @@ def test_dedup_identity_is_stable_and_ignores_display_fields_and_cc_order():
     assert len(dedup_identity(base)) == 32
 
 
+def test_dedup_identity_is_the_same_across_versions_and_id_types():
+    # identities are kept in table state and sent in the raw topic's headers: they must never change
+    assert dedup_identity(decode(SPEC_SAMPLE)) == "8a414257e82263b77824dd816bfecc52"
+    numeric = decode(payload(call_center_ids=[int(cc) for cc in SPEC_SAMPLE["call_center_ids"]]))
+    assert dedup_identity(numeric) == dedup_identity(decode(SPEC_SAMPLE))
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -18,7 +18,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from faust.transport.consumer import Consumer as FaustConsumer
 
 from processors.changelog import pending_changelog
-from processors.table_codec import encode_table_value
+from processors.internal_codec import encode_internal
 from processors.faust_io import BatchesInFlight
 from schemas.partitioning import default_partition
 from processors.outbox import Deliveries, Outbox
@@ -169,7 +169,7 @@ async def test_a_table_sees_its_writes_at_once_and_its_changelog_gets_the_latest
     assert await flush(app, producer) == 3
 
     changelog = {key: value for _, _, records in producer.submitted for key, value in records}
-    assert changelog == {b"a": encode_table_value(Value(2)), b"b": encode_table_value(Value(3)), b"gone": None}
+    assert changelog == {b"a": encode_internal(Value(2)), b"b": encode_internal(Value(3)), b"gone": None}
     partitions = {key: partition for _, partition, records in producer.submitted for key, _ in records}
     assert partitions == {key: default_partition(key, PARTITIONS) for key in changelog}
 
@@ -183,9 +183,9 @@ async def test_a_cut_holds_the_values_as_of_now_and_later_writes_go_to_the_next_
     value = table.data[b"a"]
     value.n = 5  # a later batch changes the value in place and writes it again
     outbox_with(producer, app).put(table, "a", value)
-    assert {key: v for records in cut.values() for key, v, _ in records} == {b"a": encode_table_value(Value(1))}
+    assert {key: v for records in cut.values() for key, v, _ in records} == {b"a": encode_internal(Value(1))}
     assert await flush(app, producer) == 1
-    assert {key: v for _, _, records in producer.submitted for key, v in records} == {b"a": encode_table_value(Value(5))}
+    assert {key: v for _, _, records in producer.submitted for key, v in records} == {b"a": encode_internal(Value(5))}
 
 
 async def test_a_failed_changelog_write_poisons_the_changelog():

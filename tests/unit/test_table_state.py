@@ -8,7 +8,7 @@ import pytest
 from processors.app import create_app
 from processors.faust_io import IncompatibleTableState
 from processors.settings import ProcessorSettings
-from processors.table_codec import encode_table_value
+from processors.internal_codec import encode_internal
 from processors.time_in_status import AgentTimeline, OpenWindow
 from schemas import encode
 
@@ -26,8 +26,8 @@ def _timeline() -> AgentTimeline:
 
 def test_a_changelog_value_decodes_into_the_tables_struct(tables):
     timeline = _timeline()
-    assert encode_table_value(timeline)[0] not in b"{[", "changelogs are MessagePack"
-    decoded = tables["tis-agents"]._to_value(encode_table_value(timeline))
+    assert encode_internal(timeline)[0] not in b"{[", "changelogs are MessagePack"
+    decoded = tables["tis-agents"]._to_value(encode_internal(timeline))
     assert decoded == timeline
     assert isinstance(next(iter(decoded.closed_until_ms)), int)
     assert tables["tis-agents"]._to_value(None) is None
