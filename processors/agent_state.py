@@ -147,7 +147,10 @@ def apply_event(
         last_offset=last_offset,
         known_call_centers=known,
     )
-    left = sorted(set(current.call_center_ids) - set(snapshot.call_center_ids)) if current else []
+    if current is None or current.call_center_ids == call_center_ids:  # the usual case: no call center left
+        left = []
+    else:
+        left = sorted(set(current.call_center_ids) - set(call_center_ids))
     return AgentStep(new_state, Outcome.APPLIED, left)
 
 
