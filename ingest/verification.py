@@ -77,6 +77,18 @@ _claims_decoder = msgspec.json.Decoder(_TimeClaims)
 _string_decoder = msgspec.json.Decoder(str)
 
 
+_compare_digest = hmac.compare_digest
+
+
+def keyed_hmac(key: bytes) -> Any:
+    """An HMAC-SHA256 that has hashed ``key`` only, to be copied per message: OpenSSL's own object when
+    ``hmac.new`` wraps one (CPython with OpenSSL), whose ``copy``/``update``/``digest`` run in C, about a
+    third cheaper per token than the same calls through the ``hmac.HMAC`` wrapper; else that wrapper,
+    which has the same three methods and gives the same digests."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    return getattr(mac, "_hmac", None) or mac
+
+
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = {0: b'"', 2: b'=="', 3: b'="'}
 """The padding a standard base64 string needs after a last quantum of 0, 2 or 3 characters, and the closing quote."""
@@ -118,8 +130,7 @@ class TokenVerifier:
             raise ConfigurationError("no webhook secret configured: set ONDUTY_WEBHOOK_SECRETS "
                                      "(or ONDUTY_ALLOW_UNSIGNED=true for unsigned JSON)")
         try:
-            self._keys = [hmac.new(HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret), digestmod=hashlib.sha256)
-                          for secret in secrets]
+            self._keys = [keyed_hmac(HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)) for secret in secrets]
             """Per secret, an HMAC-SHA256 that has hashed the key and nothing else: copied for each token."""
         except InvalidKeyError:
             raise ConfigurationError("a value of ONDUTY_WEBHOOK_SECRETS looks like a PEM or SSH key; "
@@ -166,7 +177,7 @@ class TokenVerifier:
         for keyed in self._keys:
             mac = keyed.copy()
             mac.update(signing_input)
-            if hmac.compare_digest(signature, mac.digest()):
+            if _compare_digest(signature, mac.digest()):
                 break
         else:
             raise VerificationError(SIGNATURE, "signature does not verify with any configured secret "

@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from ingest.errors import ConfigurationError, VerificationError
-from ingest.verification import TokenVerifier
+from ingest.verification import TokenVerifier, keyed_hmac
 from tests.samples import SPEC_SAMPLE, payload
 
 SECRETS = ("first-secret-0123456789abcdef0123456789", "second-secret-0123456789abcdef012345678")
@@ -105,3 +105,12 @@ def test_accepts_exactly_what_pyjwt_accepts(token):
 def test_a_pem_key_is_refused_as_an_hmac_secret():
     with pytest.raises(ConfigurationError, match="PEM"):
         TokenVerifier(["-----BEGIN PUBLIC KEY-----\nMIIB...\n-----END PUBLIC KEY-----"])
+
+
+def test_a_keyed_hmac_copy_gives_the_digest_of_key_and_message_and_stays_reusable():
+    keyed = keyed_hmac(SECRETS[0].encode())
+    for message in (b"", b"a.b", b"x" * 1000):
+        mac = keyed.copy()
+        mac.update(message)
+        assert mac.digest() == hmac.new(SECRETS[0].encode(), message, hashlib.sha256).digest()
+    assert keyed.copy().digest() == hmac.new(SECRETS[0].encode(), b"", hashlib.sha256).digest()  # never updated
