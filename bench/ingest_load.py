@@ -294,6 +294,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_properties(command: list[bytes]) -> list[Path]:
+    """The properties files a broker's command line names as arguments: its ``server.properties``, not the
+    ``-Dlog4j2.configurationFile=...properties`` option ``onduty kafka`` passes too (read as a path, that
+    option raised ``OSError`` and the whole broker was skipped: it was never pinned)."""
+    return [Path(arg.decode()) for arg in command if arg.endswith(b".properties") and not arg.startswith(b"-")]
+
+
 def broker_threads(port: int) -> list[int]:
     """Thread ids of the local Kafka broker (a ``kafka.Kafka`` Java process) that listens on ``port``, as told by
     its ``server.properties`` (the brokers ``onduty kafka`` starts); other brokers on the machine are not ours."""
@@ -305,7 +312,7 @@ def broker_threads(port: int) -> list[int]:
             command = (proc / "cmdline").read_bytes().split(b"\0")
             if b"kafka.Kafka" not in command:
                 continue
-            properties = [Path(arg.decode()) for arg in command if arg.endswith(b".properties")]
+            properties = server_properties(command)
             if any(f"listeners=PLAINTEXT://127.0.0.1:{port}," in path.read_text() for path in properties):
                 threads += [int(task.name) for task in (proc / "task").iterdir()]
         except OSError:  # gone meanwhile, or not readable
