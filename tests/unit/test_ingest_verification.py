@@ -114,3 +114,29 @@ def test_a_keyed_hmac_copy_gives_the_digest_of_key_and_message_and_stays_reusabl
         mac.update(message)
         assert mac.digest() == hmac.new(SECRETS[0].encode(), message, hashlib.sha256).digest()
     assert keyed.copy().digest() == hmac.new(SECRETS[0].encode(), b"", hashlib.sha256).digest()  # never updated
+
+
+CANONICAL_LAST = "AEIMQUYcgkosw048"
+"""The characters that may end a 43-character base64url segment (its last 2 bits unused, so zero)."""
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda sig: sig + "=", None),  # padded: accepted, as PyJWT does
+    (lambda sig: sig + "==", "malformed"),  # too much padding
+    (lambda sig: sig[:-2], "malformed"),  # 41 characters: a last quantum of one character
+    (lambda sig: sig[:-1] + "B", "malformed"),  # non-canonical last character
+    (lambda sig: sig[:-1] + next(c for c in CANONICAL_LAST if c != sig[-1]), "signature"),  # canonical, other digest
+    (lambda sig: ("B" if sig[0] != "B" else "C") + sig[1:], "signature"),  # well formed, another digest
+])
+def test_the_signature_segment_is_refused_for_the_same_reason_as_when_it_was_decoded_first(change, reason):
+    token = hs256({"alg": "HS256", "typ": "JWT"}, payload(), SECRETS[0])
+    head, sig = token.rsplit(".", 1)
+    changed = f"{head}.{change(sig)}"
+    verifier = TokenVerifier(SECRETS, leeway_s=LEEWAY_S)
+    if reason is None:
+        assert verifier.verify_token(changed.encode()) and pyjwt_accepts(changed)
+        return
+    with pytest.raises(VerificationError) as refused:
+        verifier.verify_token(changed.encode())
+    assert refused.value.reason == reason
+    assert not pyjwt_accepts(changed)
