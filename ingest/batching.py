@@ -18,6 +18,8 @@ and one acknowledgement instead.
   event-loop iteration joined; an acknowledgement makes its lane ready again (a callback, no task per lane).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
   the caller's cue to spool the record). No request is answered twice or left waiting.
+* A batch is filled through aiokafka's C record-batch builder (``fill_batch``), without the Python
+  ``BatchBuilder.append`` around it.
 * A closed batch goes straight into aiokafka's accumulator when nothing stands in the way (``_Accumulator``,
   the one place that touches aiokafka's internals): ``send_batch()``'s two coroutines, metadata and partition
   checks, per-call ``TopicPartition`` and ``asyncio.shield`` cost about as much as building the batch, and
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerClosed
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
 from ingest.partitioner import KeyPartitioner
@@ -185,12 +188,7 @@ class PartitionBatcher:
             lane.waiting, lane.busy = [], False
             return
         batch = self._producer.create_batch()
-        count = 0
-        for record, _ in waiting:  # the first record always fits, whatever its size
-            if batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms,
-                            headers=record.headers) is None:
-                break
-            count += 1
+        count = fill_batch(batch, waiting)
         batch.close()  # nothing else may be appended by producer.send() to this tp
         in_batch, lane.waiting = waiting[:count], waiting[count:]
         try:
@@ -214,6 +212,38 @@ class PartitionBatcher:
         lane.busy = False
         if lane.waiting:
             self._make_ready(lane)
+
+
+def fill_batch(batch: object, waiting: list[_Waiting]) -> int:
+    """Append the records of ``waiting`` to the new ``batch`` in order while they fit; return how many did
+    (the first always fits, whatever its size).
+
+    aiokafka's ``BatchBuilder.append`` is a Python wrapper around its C record-batch builder that only counts
+    the records appended (the relative offset, which the batch's record count and the idempotent producer's
+    sequence numbers come from): an aiokafka 0.14 ``BatchBuilder`` is filled through the C builder directly and
+    given that count once, about a third less per record; any other batch through ``append``.
+    ``tests/unit/test_ingest_batching.py`` checks that both give the same bytes and count.
+    """
+    builder = getattr(batch, "_builder", None)
+    if type(batch) is not BatchBuilder or builder is None or batch._closed or batch._relative_offset:
+        return _fill_through_append(batch, waiting)
+    append, count = builder.append, 0
+    for record, _ in waiting:
+        if append(count, record.timestamp_ms, key=record.key, value=record.value, headers=record.headers) is None:
+            break
+        count += 1
+    batch._relative_offset = count
+    return count
+
+
+def _fill_through_append(batch: object, waiting: list[_Waiting]) -> int:
+    count = 0
+    for record, _ in waiting:
+        if batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms,
+                        headers=record.headers) is None:
+            break
+        count += 1
+    return count
 
 
 def _settle(waiting: list[_Waiting], ack: asyncio.Future) -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
-from ingest.batching import PartitionBatcher, _Accumulator
+from ingest.batching import PartitionBatcher, _Accumulator, _fill_through_append, fill_batch
 from ingest.delivery import PUBLISHED, SPOOLED, Delivery
 from ingest.metrics import IngestMetrics
 from ingest.partitioner import KeyPartitioner
@@ -303,3 +305,23 @@ async def test_a_closed_batch_goes_straight_into_aiokafkas_accumulator_unless_se
 
 def test_a_producer_without_aiokafkas_internals_goes_through_send_batch():
     assert _Accumulator.of(FakeProducer()) is None
+
+
+@pytest.mark.parametrize("batch_size", [16384, 700])  # every record fits / the batch fills up
+def test_a_batch_filled_through_the_c_builder_is_the_batch_append_builds(batch_size):
+    waiting = [(record(i), None) for i in range(8)]
+    waiting[3] = (msgspec.structs.replace(waiting[3][0], value=b"x" * 500), None)
+    direct, through_append = BatchBuilder(batch_size, 0), BatchBuilder(batch_size, 0)
+    count = fill_batch(direct, waiting)
+    assert count == _fill_through_append(through_append, waiting)
+    assert (count == 8) is (batch_size == 16384)
+    assert direct.record_count() == through_append.record_count() == count
+    for batch in (direct, through_append):
+        batch._set_producer_state(producer_id=7, producer_epoch=0, base_sequence=42)
+    assert direct._build() == through_append._build()
+
+
+def test_a_batch_without_aiokafkas_builder_is_filled_through_append():
+    batch = FakeBatch(max_records=2)
+    assert fill_batch(batch, [(record(i), None) for i in range(3)]) == 2
+    assert [r[1] for r in batch.records] == [b"v0", b"v1"]
