@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -28,37 +29,45 @@ def _error(status: int, error: str, detail: str, **extra: object) -> web.Respons
     return web.Response(status=status, body=_json.encode(body), content_type="application/json")
 
 
-async def receive_agent_status(request: web.Request) -> web.Response:
-    """``POST /webhooks/dialpad/agent-status``: verify, validate, keep, answer."""
-    app = request.app
-    settings, delivery = app[keys.SETTINGS], app[keys.DELIVERY]
-    received_ms = time.time_ns() // 1_000_000
-    try:
-        length, limit = request.content_length, settings.max_body_bytes
-        if length is not None and length > limit:
-            raise BodyTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
-        content = request.content
-        if content.is_eof():  # the whole body came with the headers (a webhook's usual few hundred bytes)
-            body = content.read_nowait()  # what read() returns, without its two awaits, bytearray and copy
-            if len(body) > limit:  # a compressed body is counted decompressed, as read() counts it
-                raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
-        else:
-            try:
-                body = await request.read()  # not in a coroutine of ours: one frame less per request
-            except web.HTTPRequestEntityTooLarge:
-                raise BodyTooLarge(f"body exceeds the limit of {limit} bytes") from None
-        verified = app[keys.VERIFIER].verify_body(body)
+def webhook_receiver(app: web.Application) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``POST`` handler of ``app``, with the settings and the verifier looked up once (``request.app``
+    and two application lookups less per request); the delivery is looked up per request, as it exists only
+    once the service started."""
+    settings, verifier = app[keys.SETTINGS], app[keys.VERIFIER]
+    limit, raw_topic, rejected_topic = settings.max_body_bytes, settings.raw_topic, settings.rejected_topic
+
+    async def receive_agent_status(request: web.Request) -> web.Response:
+        """``POST /webhooks/dialpad/agent-status``: verify, validate, keep, answer."""
+        delivery = app[keys.DELIVERY]
+        received_ms = time.time_ns() // 1_000_000
         try:
-            event = decode_event(verified)
-        except InvalidEvent as invalid:
-            await delivery.keep(rejected_record(verified, invalid, settings.rejected_topic, received_ms))
-            raise
-        outcome = await delivery.keep(event_record(event, settings.raw_topic, received_ms))
-    except IngestError as exc:
-        return _error_response(exc, delivery.metrics)
-    delivery.metrics.requests[outcome] += 1
-    return web.Response(status=202, body=_ACCEPTED["kafka" if outcome == "published" else "spool"],
-                        content_type="application/json")
+            length = request.content_length
+            if length is not None and length > limit:
+                raise BodyTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
+            content = request.content
+            if content.is_eof():  # the whole body came with the headers (a webhook's usual few hundred bytes)
+                body = content.read_nowait()  # what read() returns, without its two awaits, bytearray and copy
+                if len(body) > limit:  # a compressed body is counted decompressed, as read() counts it
+                    raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
+            else:
+                try:
+                    body = await request.read()  # not in a coroutine of ours: one frame less per request
+                except web.HTTPRequestEntityTooLarge:
+                    raise BodyTooLarge(f"body exceeds the limit of {limit} bytes") from None
+            verified = verifier.verify_body(body)
+            try:
+                event = decode_event(verified)
+            except InvalidEvent as invalid:
+                await delivery.keep(rejected_record(verified, invalid, rejected_topic, received_ms))
+                raise
+            outcome = await delivery.keep(event_record(event, raw_topic, received_ms))
+        except IngestError as exc:
+            return _error_response(exc, delivery.metrics)
+        delivery.metrics.requests[outcome] += 1
+        return web.Response(status=202, body=_ACCEPTED["kafka" if outcome == "published" else "spool"],
+                            content_type="application/json")
+
+    return receive_agent_status
 
 
 def _error_response(exc: IngestError, metrics) -> web.Response:
@@ -107,7 +116,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post(WEBHOOK_PATH, receive_agent_status)
+    app.router.add_post(WEBHOOK_PATH, webhook_receiver(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
