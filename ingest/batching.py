@@ -18,8 +18,8 @@ and one acknowledgement instead.
   event-loop iteration joined; an acknowledgement makes its lane ready again (a callback, no task per lane).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
   the caller's cue to spool the record). No request is answered twice or left waiting.
-* A batch is filled through aiokafka's C record-batch builder (``fill_batch``), without the Python
-  ``BatchBuilder.append`` around it.
+* A batch is filled through aiokafka's C record-batch builder (``fill_batch``, ``onduty.record_batches``),
+  without the Python ``BatchBuilder.append`` around it.
 * A closed batch goes straight into aiokafka's accumulator when nothing stands in the way (``_Accumulator``,
   the one place that touches aiokafka's internals): ``send_batch()``'s two coroutines, metadata and partition
   checks, per-call ``TopicPartition`` and ``asyncio.shield`` cost about as much as building the batch, and
@@ -44,6 +44,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
 from ingest.partitioner import KeyPartitioner
+from onduty.record_batches import append_record
 from ingest.records import OutboundRecord
 
 _Waiting = tuple[OutboundRecord, "asyncio.Future[None]"]
@@ -214,33 +215,13 @@ class PartitionBatcher:
             self._make_ready(lane)
 
 
-def fill_batch(batch: object, waiting: list[_Waiting]) -> int:
-    """Append the records of ``waiting`` to the new ``batch`` in order while they fit; return how many did
-    (the first always fits, whatever its size).
-
-    aiokafka's ``BatchBuilder.append`` is a Python wrapper around its C record-batch builder that only counts
-    the records appended (the relative offset, which the batch's record count and the idempotent producer's
-    sequence numbers come from): an aiokafka 0.14 ``BatchBuilder`` is filled through the C builder directly and
-    given that count once, about a third less per record; any other batch through ``append``.
-    ``tests/unit/test_ingest_batching.py`` checks that both give the same bytes and count.
-    """
-    builder = getattr(batch, "_builder", None)
-    if type(batch) is not BatchBuilder or builder is None or batch._closed or batch._relative_offset:
-        return _fill_through_append(batch, waiting)
-    append, count = builder.append, 0
-    for record, _ in waiting:
-        if append(count, record.timestamp_ms, key=record.key, value=record.value, headers=record.headers) is None:
-            break
-        count += 1
-    batch._relative_offset = count
-    return count
-
-
-def _fill_through_append(batch: object, waiting: list[_Waiting]) -> int:
+def fill_batch(batch: BatchBuilder, waiting: list[_Waiting]) -> int:
+    """Append the records of ``waiting`` to the new ``batch`` in order while they fit (through aiokafka's C
+    record-batch builder, ``onduty.record_batches``); return how many did (the first always fits, whatever its
+    size)."""
     count = 0
     for record, _ in waiting:
-        if batch.append(key=record.key, value=record.value, timestamp=record.timestamp_ms,
-                        headers=record.headers) is None:
+        if not append_record(batch, record.key, record.value, record.timestamp_ms, record.headers):
             break
         count += 1
     return count

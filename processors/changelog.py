@@ -25,6 +25,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from onduty.record_batches import append_record
 from processors.internal_codec import encode_internal
 
 if TYPE_CHECKING:
@@ -112,27 +113,13 @@ async def submit_batches(producer: AIOKafkaProducer,
     for (topic, partition), records in by_partition.items():
         builder = producer.create_batch()
         for key, value, timestamp_ms in records:
-            if not _append(builder, key, value, timestamp_ms):
+            if not append_record(builder, key, value, timestamp_ms):
                 acknowledgements.append(await _submit(producer, builder, topic, partition))
                 builder = producer.create_batch()
-                if not _append(builder, key, value, timestamp_ms):
+                if not append_record(builder, key, value, timestamp_ms):
                     raise ValueError(f"a record for {topic}[{partition}] with key {key!r} is larger than a batch")
         acknowledgements.append(await _submit(producer, builder, topic, partition))
     return acknowledgements
-
-
-_NO_HEADERS: list = []  # never changed: the Cython builder wants a list
-
-
-def _append(builder: BatchBuilder, key: bytes | None, value: bytes | None, timestamp_ms: int | None) -> bool:
-    """``builder.append(key=, value=, timestamp=)`` minus its per-record wrapper (our records are bytes already,
-    without headers): the record batch builder's own append, a third of the cost. False when the batch is full
-    (closed then, as ``append`` does)."""
-    if builder._builder.append(builder._relative_offset, timestamp_ms, key, value, _NO_HEADERS) is None:  # noqa: SLF001
-        builder.close()
-        return False
-    builder._relative_offset += 1  # noqa: SLF001
-    return True
 
 
 async def _submit(producer: AIOKafkaProducer, builder: BatchBuilder, topic: str, partition: int) -> asyncio.Future:

@@ -7,6 +7,7 @@ whose acknowledgements the test gives or withholds; the partitioner is checked a
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import msgspec
@@ -17,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
-from ingest.batching import PartitionBatcher, _Accumulator, _fill_through_append, fill_batch
+from ingest.batching import PartitionBatcher, _Accumulator, fill_batch
 from ingest.delivery import PUBLISHED, SPOOLED, Delivery
 from ingest.metrics import IngestMetrics
 from ingest.partitioner import KeyPartitioner
@@ -313,7 +314,9 @@ def test_a_batch_filled_through_the_c_builder_is_the_batch_append_builds(batch_s
     waiting[3] = (msgspec.structs.replace(waiting[3][0], value=b"x" * 500), None)
     direct, through_append = BatchBuilder(batch_size, 0), BatchBuilder(batch_size, 0)
     count = fill_batch(direct, waiting)
-    assert count == _fill_through_append(through_append, waiting)
+    appended = [through_append.append(key=r.key, value=r.value, timestamp=r.timestamp_ms, headers=r.headers)
+                for r, _ in waiting]
+    assert count == sum(1 for metadata in itertools.takewhile(lambda m: m is not None, appended))
     assert (count == 8) is (batch_size == 16384)
     assert direct.record_count() == through_append.record_count() == count
     for batch in (direct, through_append):
