@@ -265,9 +265,10 @@ def free_port() -> int:
 def start_server(kind: str, args: argparse.Namespace, topic: str, spool_dir: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     source = getattr(args, "source", None)  # ``python -m bench --rev``: the services' code from that revision
-    env = {**os.environ, "PYTHONPATH": str(source)} if source is not None else None
+    # (on the command line: this script's own tree comes first on sys.path, ahead of PYTHONPATH)
+    from_source = ["--source", str(source)] if source is not None else []
     process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap",
-                                args.bootstrap, "--topic", topic, "--spool-dir", spool_dir], cwd=ROOT, env=env)
+                                args.bootstrap, "--topic", topic, "--spool-dir", spool_dir, *from_source], cwd=ROOT)
     if args.pin:
         os.sched_setaffinity(process.pid, {0})
     deadline = time.monotonic() + 30
@@ -381,6 +382,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
     parser.add_argument("--topic", default=f"bench.ingest-load.{uuid.uuid4().hex[:8]}")
     parser.add_argument("--spool-dir")
+    parser.add_argument("--source", help="with --serve: import the service from this source tree")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--max-seconds", type=float, default=60.0)
@@ -391,6 +393,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20_000, help="distinct signed events to rotate through")
     args = parser.parse_args()
     if args.serve:
+        if args.source:
+            sys.path.insert(0, args.source)
         serve(args.serve, args.port, args.bootstrap, args.topic, args.spool_dir)
         return
     args.pin = args.pin and hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() >= 2
