@@ -21,8 +21,9 @@ and one acknowledgement instead.
 * A batch is filled through aiokafka's C record-batch builder (``fill_batch``, ``onduty.record_batches``),
   without the Python ``BatchBuilder.append`` around it.
 * A closed batch goes straight into aiokafka's accumulator when nothing stands in the way (``_Accumulator``,
-  the one place that touches aiokafka's internals): ``send_batch()``'s two coroutines, metadata and partition
-  checks, per-call ``TopicPartition`` and ``asyncio.shield`` cost about as much as building the batch, and
+  the one place here that touches aiokafka's internals besides ``onduty.record_batches``): ``send_batch()``'s
+  two coroutines, metadata and partition checks, per-call ``TopicPartition`` and ``asyncio.shield`` cost about
+  as much as building the batch, and
   the shield's callback adds one event-loop iteration before the acknowledgement reaches the requests.
 * The publish deadline is kept here too, with one timer per group of requests that arrived in the same
   event-loop iteration instead of one per request: a request not acknowledged in time gets ``TimeoutError``.
@@ -44,8 +45,8 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
 from ingest.partitioner import KeyPartitioner
-from onduty.record_batches import append_record
 from ingest.records import OutboundRecord
+from onduty.record_batches import append_record
 
 _Waiting = tuple[OutboundRecord, "asyncio.Future[None]"]
 
