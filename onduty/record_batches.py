@@ -26,8 +26,11 @@ def append_record(batch: BatchBuilder, key: bytes | None, value: bytes | None, t
         return batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers or ())) is not None
     if batch._closed:  # noqa: SLF001
         return False
-    if batch._builder.append(batch._relative_offset, timestamp_ms, key, value,  # noqa: SLF001
-                             headers if type(headers) is list else list(headers or _NO_HEADERS)) is None:
+    if headers is None:
+        headers = _NO_HEADERS
+    elif type(headers) is not list:
+        headers = list(headers)
+    if batch._builder.append(batch._relative_offset, timestamp_ms, key, value, headers) is None:  # noqa: SLF001
         batch.close()
         return False
     batch._relative_offset += 1  # noqa: SLF001
