@@ -87,8 +87,6 @@ class _Accumulator:
 class _Lane:
     """The records of one topic-partition not yet in a submitted batch."""
 
-    topic: str
-    partition: int
     tp: TopicPartition
     waiting: list[_Waiting] = field(default_factory=list)
     busy: bool = False
@@ -132,7 +130,7 @@ class PartitionBatcher:
         tp = (record.topic, self._partitioner.partition(record.key, partitions))
         lane = self._lanes.get(tp)
         if lane is None:
-            lane = self._lanes[tp] = _Lane(*tp, TopicPartition(*tp))
+            lane = self._lanes[tp] = _Lane(TopicPartition(*tp))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.waiting.append((record, future))
         self._joined_cohort().append(future)
@@ -196,7 +194,7 @@ class PartitionBatcher:
         try:
             ack = self._accumulator.queue(batch, lane.tp) if self._accumulator is not None else None
             if ack is None:
-                ack = await self._producer.send_batch(batch, lane.topic, partition=lane.partition)
+                ack = await self._producer.send_batch(batch, lane.tp.topic, partition=lane.tp.partition)
         except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
             _fail(in_batch, exc)
             self._settled(lane)
