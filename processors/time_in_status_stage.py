@@ -179,7 +179,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_contribution_decoder = msgspec.json.Decoder(CallCenterContribution)
+_contribution_decoder = InternalDecoder(CallCenterContribution)
 _marker_decoder = InternalDecoder(WatermarkMarker)
 _batch_decoder = InternalDecoder(ContributionBatch)
 
