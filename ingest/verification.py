@@ -6,9 +6,10 @@ only when unsigned input is explicitly allowed.
 
 Why not ``jwt.decode`` per request: PyJWT 2.15 spends ~30 of its ~48 µs in a per-character base64url
 alphabet check (run in a Python generator), and with several secrets it would parse the token once per secret.
-Here the token is parsed once, its segments checked by one compiled regular expression (the same alphabet,
-in C) plus a canonical-encoding check, the header decoded with msgspec and ``alg`` compared with ``HS256``
-exactly; the signature is then checked as PyJWT's ``HMACAlgorithm.verify`` does (HMAC-SHA256, then
+Here the token is parsed once: split at its two dots, each segment decoded by msgspec's strict base64
+decoder (after ``-_`` -> ``+/``, with ``+`` and ``/`` refused beforehand) plus a padding and canonical-encoding
+check, which together admit exactly the base64url alphabet; the header decoded with msgspec and ``alg``
+compared with ``HS256`` exactly; the signature is then checked as PyJWT's ``HMACAlgorithm.verify`` does (HMAC-SHA256, then
 ``hmac.compare_digest``), against keys prepared once by PyJWT's ``prepare_key`` (which refuses PEM/SSH keys:
 no key confusion). Each key's HMAC state after the key (its inner and outer pads) is computed once and copied
 per token: half the cost of the one-shot ``hmac.digest``, which hashes both pads again every time.
@@ -36,8 +37,12 @@ from jwt.exceptions import InvalidKeyError
 from ingest.errors import ConfigurationError, VerificationError
 
 # Three base64url segments (RFC 7515 §2), trailing "=" tolerated as PyJWT does; the signature may be
-# empty (alg "none"), so that such a token is refused for its algorithm rather than as malformed.
+# empty (alg "none"), so that such a token is refused for its algorithm rather than as malformed. Decoding
+# the segments enforces this shape on the way to a verified token (each character is checked once, in C,
+# by msgspec's base64 decoder); the expression itself only runs for a token about to be refused, so that one
+# with a stray character is refused as malformed whatever else is wrong with it (its alg, its signature).
 _COMPACT_JWT = re.compile(rb"([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]*={0,2})")
+_NOT_COMPACT = "body is not a compact JWT (three base64url segments)"
 _ALGORITHM = "HS256"
 
 # Failure reasons: stable labels for metrics and the 401 body.
@@ -103,7 +108,7 @@ def _b64url(segment: bytes, name: str) -> bytes:
     padding and non-canonical encodings (as PyJWT does)."""
     stripped = segment.rstrip(b"=")
     last_quantum = len(stripped) % 4
-    if last_quantum == 1 or (stripped != segment and len(segment) % 4):
+    if last_quantum == 1 or (stripped != segment and (len(segment) % 4 or len(segment) - len(stripped) > 2)):
         raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}")
     if last_quantum and stripped[-1] not in _CANONICAL_LAST_CHARACTER[last_quantum]:
         raise VerificationError(MALFORMED, f"non-canonical base64url in the token's {name}")
@@ -111,6 +116,14 @@ def _b64url(segment: bytes, name: str) -> bytes:
         return _base64_decoder.decode(b'"' + stripped.translate(_URLSAFE_TO_STANDARD) + _PADDING[last_quantum])
     except msgspec.DecodeError:  # incl. ValidationError
         raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}") from None
+
+
+def _refusal(token: bytes, reason: str, detail: str) -> VerificationError:
+    """The error refusing ``token`` for ``reason``, unless the token is not even a compact JWT (its payload
+    segment, not decoded before the signature verified, may hold a stray character): then it is malformed."""
+    if _COMPACT_JWT.fullmatch(token) is None:
+        return VerificationError(MALFORMED, _NOT_COMPACT)
+    return VerificationError(reason, detail)
 
 
 def _numeric_date(value: Any, name: str) -> float | None:
@@ -156,10 +169,12 @@ class TokenVerifier:
 
     def verify_token(self, token: bytes) -> bytes:
         """Verify a compact HS256 JWT; return its payload JSON (claims checked, not yet schema-validated)."""
-        match = _COMPACT_JWT.fullmatch(token)
-        if match is None:
-            raise VerificationError(MALFORMED, "body is not a compact JWT (three base64url segments)")
-        header_segment, payload_segment, signature_segment = match.groups()
+        first = token.find(b".")
+        second = token.find(b".", first + 1)
+        if (first <= 0 or second <= first + 1 or token.find(b".", second + 1) >= 0
+                or b"+" in token or b"/" in token):  # the standard alphabet's two the decoder would accept
+            raise VerificationError(MALFORMED, _NOT_COMPACT)
+        header_segment, payload_segment = token[:first], token[first + 1:second]
         header = self._headers.get(header_segment)
         if header is None:
             try:
@@ -169,19 +184,19 @@ class TokenVerifier:
             if len(self._headers) < 16:  # one sender sends one header: decode it once, bounded
                 self._headers[header_segment] = header
         if header.alg != _ALGORITHM:
-            raise VerificationError(ALGORITHM, f"algorithm {header.alg!r} refused: only HS256 is accepted")
+            raise _refusal(token, ALGORITHM, f"algorithm {header.alg!r} refused: only HS256 is accepted")
         if header.crit is not None or header.b64 is not None:
             raise VerificationError(MALFORMED, "critical or b64 header extensions are not supported")
-        signature = _b64url(signature_segment, "signature")
-        signing_input = token[: match.end(2)]
+        signature = _b64url(token[second + 1:], "signature")
+        signing_input = token[:second]
         for keyed in self._keys:
             mac = keyed.copy()
             mac.update(signing_input)
             if _compare_digest(signature, mac.digest()):
                 break
         else:
-            raise VerificationError(SIGNATURE, "signature does not verify with any configured secret "
-                                               "(wrong or unknown secret, or tampered token)")
+            raise _refusal(token, SIGNATURE, "signature does not verify with any configured secret "
+                                             "(wrong or unknown secret, or tampered token)")
         payload = _b64url(payload_segment, "payload")
         self._check_claims(payload)
         return payload
