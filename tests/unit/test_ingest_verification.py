@@ -1,7 +1,8 @@
 """The fast verifier accepts exactly the tokens PyJWT's ``jwt.decode(..., algorithms=["HS256"])`` accepts.
 
-The service parses the compact token itself (one regex instead of PyJWT 2.15's per-character check) and
-lets PyJWT's ``HMACAlgorithm`` check the signature; this differential test is what keeps that honest.
+The service parses the compact token itself (split at its dots, segments checked by a strict base64 decoder,
+instead of PyJWT 2.15's per-character check) and lets PyJWT's ``HMACAlgorithm`` check the signature; this
+differential test is what keeps that honest.
 Deliberate differences, not exercised here: an authentic payload that is not a JSON object is kept (422)
 rather than refused, ``iat`` is not checked, and ``crit``/``b64`` headers are refused.
 """
@@ -140,3 +141,22 @@ def test_the_signature_segment_is_refused_for_the_same_reason_as_when_it_was_dec
         verifier.verify_token(changed.encode())
     assert refused.value.reason == reason
     assert not pyjwt_accepts(changed)
+
+
+@pytest.mark.parametrize("stray", ["!", "+", "/", " ", "=", "\x00"])
+@pytest.mark.parametrize("segment", [0, 1, 2])
+def test_a_stray_character_anywhere_is_refused_as_malformed_not_for_its_signature(segment, stray):
+    # the payload segment is decoded only after the signature verified: the refusal still names the shape
+    parts = hs256({"alg": "HS256", "typ": "JWT"}, payload(), SECRETS[0]).split(".")
+    parts[segment] = parts[segment][:5] + stray + parts[segment][6:]
+    with pytest.raises(VerificationError) as refused:
+        TokenVerifier(SECRETS, leeway_s=LEEWAY_S).verify_token(".".join(parts).encode())
+    assert refused.value.reason == "malformed"
+
+
+def test_more_than_two_padding_characters_are_malformed_even_on_an_aligned_segment():
+    head, body, sig = hs256({"alg": "HS256", "typ": "JWT"}, payload(), SECRETS[0]).split(".")
+    body = body.rstrip("=") + "A" * (-len(body.rstrip("=")) % 4)  # now a multiple of 4 (and a bad signature)
+    with pytest.raises(VerificationError) as refused:
+        TokenVerifier(SECRETS, leeway_s=LEEWAY_S).verify_token(f"{head}.{body}====.{sig}".encode())
+    assert refused.value.reason == "malformed"
