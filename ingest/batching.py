@@ -49,6 +49,7 @@ from ingest.records import OutboundRecord
 from onduty.record_batches import append_record
 
 _Waiting = tuple[OutboundRecord, "asyncio.Future[None]"]
+_KEYS_KEPT = 1 << 16
 
 
 class _Accumulator:
@@ -109,6 +110,10 @@ class PartitionBatcher:
         """The requests of this loop iteration: they share one deadline timer (which holds no record)."""
         self._partitions: dict[str, list[int]] = {}
         """Sorted partition ids per topic, forgotten on every metadata update (aiokafka builds a new set per call)."""
+        self._lanes_by_key: dict[str, dict[bytes, _Lane]] = {}
+        """Per topic, the lane of each key seen (agent ids recur): one lookup instead of hashing the key and
+        finding its partition's lane per record. Forgotten with the partitions, and when it grows past
+        ``_KEYS_KEPT`` keys."""
         producer.client.cluster.add_listener(self._metadata_updated)
 
     async def send(self, record: OutboundRecord) -> None:
@@ -118,25 +123,39 @@ class PartitionBatcher:
     def enqueue(self, record: OutboundRecord) -> Awaitable[None]:
         """``send`` without its coroutine: queue ``record`` now, return what to await for its acknowledgement
         (the request's own future once the topic's partitions are known: one frame less per request)."""
-        partitions = self._partitions.get(record.topic)
-        if partitions is None:
-            return self._enqueue_when_known(record)
-        return self._enqueue(record, partitions)
+        lanes = self._lanes_by_key.get(record.topic)
+        lane = lanes.get(record.key) if lanes is not None else None
+        if lane is None:
+            partitions = self._partitions.get(record.topic)
+            if partitions is None:
+                return self._enqueue_when_known(record)
+            lane = self._lane_of(record, partitions)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.waiting.append((record, future))
+        cohort = self._cohort
+        if cohort is None:
+            cohort = self._new_cohort()
+        cohort.append(future)
+        if not lane.busy:
+            self._make_ready(lane)
+        return future
 
     async def _enqueue_when_known(self, record: OutboundRecord) -> None:
-        await self._enqueue(record, await self._partitions_of(record.topic))
+        await self._partitions_of(record.topic)
+        await self.enqueue(record)
 
-    def _enqueue(self, record: OutboundRecord, partitions: list[int]) -> asyncio.Future[None]:
+    def _lane_of(self, record: OutboundRecord, partitions: list[int]) -> _Lane:
+        """The lane of ``record``'s partition (created on first use), remembered for its key."""
         tp = (record.topic, self._partitioner.partition(record.key, partitions))
         lane = self._lanes.get(tp)
         if lane is None:
             lane = self._lanes[tp] = _Lane(TopicPartition(*tp))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lane.waiting.append((record, future))
-        self._joined_cohort().append(future)
-        if not lane.busy:
-            self._make_ready(lane)
-        return future
+        if record.key is not None:  # a record without key goes to a random partition each time
+            lanes = self._lanes_by_key.setdefault(record.topic, {})
+            if len(lanes) >= _KEYS_KEPT:
+                lanes.clear()
+            lanes[record.key] = lane
+        return lane
 
     async def _partitions_of(self, topic: str) -> list[int]:
         partitions = self._producer.client.cluster.partitions_for_topic(topic)
@@ -147,14 +166,15 @@ class PartitionBatcher:
 
     def _metadata_updated(self, cluster: object) -> None:
         self._partitions.clear()
+        self._lanes_by_key.clear()  # a partition count may have changed
 
-    def _joined_cohort(self) -> list[asyncio.Future[None]]:
-        if self._cohort is None:
-            loop = asyncio.get_running_loop()
-            self._cohort = []
-            loop.call_later(self._deadline_s, _expire, self._cohort)
-            loop.call_soon(self._close_cohort)
-        return self._cohort
+    def _new_cohort(self) -> list[asyncio.Future[None]]:
+        """The cohort of this loop iteration, with its deadline timer; closed once the iteration ends."""
+        loop = asyncio.get_running_loop()
+        self._cohort = cohort = []
+        loop.call_later(self._deadline_s, _expire, cohort)
+        loop.call_soon(self._close_cohort)
+        return cohort
 
     def _close_cohort(self) -> None:
         self._cohort = None
