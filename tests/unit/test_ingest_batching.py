@@ -202,6 +202,18 @@ async def test_a_partition_count_change_in_the_metadata_moves_keys_as_kafkas_par
         assert r.value in producer.values(partition)
 
 
+async def test_more_keys_than_the_batcher_remembers_still_reach_their_partitions(monkeypatch):
+    monkeypatch.setattr("ingest.batching._KEYS_KEPT", 3)
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    for _ in range(2):  # the second time, keys are forgotten and remembered again on the way
+        producer.submitted.clear()
+        records = [record(i, agent=i) for i in range(10)]
+        await asyncio.gather(*(batcher.send(r) for r in records), settle_soon(producer))
+        for r in records:
+            assert r.value in producer.values(partition_of(r))
+
+
 async def test_a_failed_batch_fails_every_request_in_it_and_only_those():
     producer = FakeProducer()
     batcher = PartitionBatcher(producer, deadline_s=5)
