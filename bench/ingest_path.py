@@ -30,27 +30,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import cleanup, create_topic, kafka, unique, workdir
+from bench.ingest_load import SECRET, tokens
 
 
 WARM_UP_WAVES = 100
 """Run before the measured blocks, also with ``--waves 0`` (the baseline of an instruction count)."""
 
 
-def signed_tokens(count: int) -> list[bytes]:
-    from bench.ingest_load import tokens
-
-    return tokens(count)
-
-
-def pure_stages(bodies: list[bytes], secret: str) -> dict[str, Callable[[bytes], object]]:
+def pure_stages(topic: str) -> dict[str, Callable[[bytes], object]]:
+    """The handler's work before ``Delivery.keep``, cumulatively (the records are for ``topic``)."""
     from ingest.records import decode_event, event_record
     from ingest.verification import TokenVerifier
 
-    verifier = TokenVerifier([secret])
+    verifier = TokenVerifier([SECRET])
     return {
         "verify": verifier.verify_body,
         "decode": lambda body: decode_event(verifier.verify_body(body)),
-        "record": lambda body: event_record(decode_event(verifier.verify_body(body)), "bench", 1_700_000_000_000),
+        "record": lambda body: event_record(decode_event(verifier.verify_body(body)), topic,
+                                            time.time_ns() // 1_000_000),
     }
 
 
@@ -64,19 +61,16 @@ def cpu_per_call(function: Callable[[bytes], object], bodies: list[bytes], block
     return best
 
 
-async def keep_stage(bootstrap: str, bodies: list[bytes], secret: str, concurrent: int, waves: int,
-                     blocks: int) -> float | None:
+async def keep_stage(bootstrap: str, bodies: list[bytes], concurrent: int, waves: int, blocks: int) -> float | None:
     """CPU per request of verify, decode, record and ``Delivery.keep`` (real broker), ``concurrent`` at a time."""
     from ingest.delivery import PUBLISHED, Delivery
     from ingest.metrics import IngestMetrics
     from ingest.publisher import KafkaPublisher
-    from ingest.records import decode_event, event_record
     from ingest.spool import Spool
-    from ingest.verification import TokenVerifier
 
     topic = unique("ingest-path")
     await create_topic(bootstrap, topic, 8)
-    verifier = TokenVerifier([secret])
+    to_record = pure_stages(topic)["record"]
     publisher = KafkaPublisher(bootstrap, publish_deadline_s=30)  # also under valgrind
     if not await publisher.start():
         raise SystemExit(f"Kafka at {bootstrap} not reachable")
@@ -87,8 +81,7 @@ async def keep_stage(bootstrap: str, bodies: list[bytes], secret: str, concurren
     delivery.kafka_up = True
 
     async def handle(body: bytes) -> None:
-        record = event_record(decode_event(verifier.verify_body(body)), topic, time.time_ns() // 1_000_000)
-        if await delivery.keep(record) != PUBLISHED:
+        if await delivery.keep(to_record(body)) != PUBLISHED:
             raise SystemExit("an event went to the spool: the broker did not acknowledge in time")
 
     async def run(count: int, start: int = 0) -> None:
@@ -123,17 +116,15 @@ def main() -> None:
                         help="passes over the tokens per block of each pure stage (0: skip them)")
     args = parser.parse_args()
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # a new topic's first sends wait for its leaders
-    from bench.ingest_load import SECRET
-
-    bodies = signed_tokens(args.tokens)
+    bodies = tokens(args.tokens)
     if args.pure_rounds:
-        for name, function in pure_stages(bodies, SECRET).items():
+        for name, function in pure_stages("bench").items():
             spent = cpu_per_call(function, bodies * args.pure_rounds, args.blocks)
             print(f"{name:7} {spent * 1e6:7.2f} µs CPU per request (cumulative)")
     directory = workdir()
     try:
         with kafka(args.bootstrap, directory) as bootstrap:
-            spent = asyncio.run(keep_stage(bootstrap, bodies, SECRET, args.concurrent, args.waves, args.blocks))
+            spent = asyncio.run(keep_stage(bootstrap, bodies, args.concurrent, args.waves, args.blocks))
     finally:
         cleanup(directory)
     if spent is not None:
