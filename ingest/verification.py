@@ -9,11 +9,11 @@ alphabet check (run in a Python generator), and with several secrets it would pa
 Here the token is parsed once: split at its two dots, each segment decoded by msgspec's strict base64
 decoder (after ``-_`` -> ``+/``, with ``+`` and ``/`` refused beforehand) plus a padding and canonical-encoding
 check, which together admit exactly the base64url alphabet; the header decoded with msgspec and ``alg``
-compared with ``HS256`` exactly; the signature is then checked as PyJWT's ``HMACAlgorithm.verify`` does (HMAC-SHA256, then
-``hmac.compare_digest``), against keys prepared once by PyJWT's ``prepare_key`` (which refuses PEM/SSH keys:
-no key confusion). Each key's HMAC state after the key (its inner and outer pads) is computed once and copied
-per token: half the cost of the one-shot ``hmac.digest``, which hashes both pads again every time.
-Claims are decoded only after a signature verified, always (cheaper than scanning for them first).
+compared with ``HS256`` exactly; the signature is then checked as PyJWT's ``HMACAlgorithm.verify`` does
+(HMAC-SHA256, then ``hmac.compare_digest``), against keys prepared once by PyJWT's ``prepare_key`` (which
+refuses PEM/SSH keys: no key confusion). Each key's HMAC state after the key (its inner and outer pads) is
+computed once and copied per token: half the cost of the one-shot ``hmac.digest``, which hashes both pads again
+every time. Claims are decoded only after a signature verified, always (cheaper than scanning for them first).
 ``tests/unit/test_ingest_verification.py`` checks that this accepts exactly the tokens
 ``jwt.decode(..., algorithms=["HS256"])`` accepts.
 
