@@ -93,7 +93,7 @@ def decode_event(verified: Verified) -> AgentStatusEvent:
 def _agent_id(payload: bytes) -> str | None:
     try:
         target = _target_decoder.decode(payload).target
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # e.g. a signed payload that is not UTF-8
         return None
     if target is None or target.id in (None, ""):
         return None

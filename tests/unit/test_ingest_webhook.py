@@ -295,6 +295,18 @@ async def test_signed_payload_that_is_not_json_is_422_and_kept(client, kafka):
     assert msgspec.json.decode(kafka.sent[0].value, type=RejectedAgentStatus).payload == "not json at all"
 
 
+
+async def test_signed_payload_that_is_not_utf8_is_422_and_kept(client, kafka):
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b'{"target": {"id": "\xff"}, "date": 1}'
+    signing_input = f"{header}.{b64(claims)}"
+    signature = b64(hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest())
+    status, body = await post(client, f"{signing_input}.{signature}")
+    assert status == 422 and body["error"] == "invalid_event"
+    [record] = kafka.sent
+    rejected = msgspec.json.decode(record.value, type=RejectedAgentStatus)
+    assert record.key is None and rejected.agent_id is None and "\ufffd" in rejected.payload
+
 # ----- operating endpoints -----------------------------------------------------------------------------------
 
 async def test_healthz_readyz_and_metrics(client):
