@@ -98,11 +98,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Kafka answers (mode ``kafka``) or the spool has room (mode ``spool``)."""
-    delivery, spool = request.app[keys.DELIVERY], request.app[keys.SPOOL]
+    app = request.app
+    delivery, spool, drainer = app[keys.DELIVERY], app[keys.SPOOL], app[keys.DRAINER]
+    if drainer.done():  # it stops only on a damaged spool (logged): what is spooled would never reach Kafka
+        body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
+        return web.json_response({"status": "not ready: the spool drainer stopped (see the log)", **body}, status=503)
     if await delivery.check_kafka():
         return web.json_response({"status": "ready", "mode": "kafka"})
     body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
-    if spool.has_room(request.app[keys.SETTINGS].max_body_bytes):  # room for one more of the largest events
+    if spool.write_error is not None:
+        return web.json_response({"status": "not ready: Kafka unreachable and the spool is not writable "
+                                            f"({spool.write_error})", **body}, status=503)
+    if spool.has_room(app[keys.SETTINGS].max_body_bytes):  # room for one more of the largest events
         return web.json_response({"status": "ready", **body})
     return web.json_response({"status": "not ready: Kafka unreachable and the spool is full", **body}, status=503)
 

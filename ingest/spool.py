@@ -8,8 +8,12 @@ record not yet acknowledged by Kafka (segment and byte offset). A record is fram
   runs are written together by the next one (group commit): one ``fsync`` for many requests.
 * The drainer reads batches in arrival order from the cursor and ``commit``s the cursor only after Kafka
   acknowledged the batch; fully drained segments are deleted.
-* At start the spool scans what is left and truncates a torn tail (a crash in the middle of a write),
-  so it survives a crash or restart; records after the cursor are delivered again (at-least-once).
+* A write or ``fsync`` that fails (a full disk) is undone: the segment is cut back to its last whole record
+  (or, when even that fails, the next append goes to a new segment), so what was kept before and after it
+  stays readable. The requests of that group commit get ``SpoolFull`` (503: Dialpad retries).
+* At start the spool scans what is left and cuts a torn tail (a crash in the middle of a write), keeping the
+  cut bytes aside in ``<segment>.torn-<offset>``, so it survives a crash or restart; records after the cursor
+  are delivered again (at-least-once).
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class _Segment:
     path: Path
     size: int
     """Bytes written and synced: readers never look past it."""
+
+
+class _TailNotClean(Exception):
+    """The last segment is longer than what was written and synced to it: a failed write not undone."""
 
 
 def encode_frame(record: OutboundRecord) -> bytes:
@@ -94,6 +102,8 @@ class Spool:
         self._fd: int | None = None
         self._fd_seq = -1
         self._closed = False
+        self.write_error: str | None = None
+        """Why the last group commit failed, until one succeeds again (``/readyz`` reports it)."""
 
     # ----- state -------------------------------------------------------------------------------------------
 
@@ -135,8 +145,9 @@ class Spool:
             start = self._cursor.offset if seq == self._cursor.segment else 0
             records, used = _scan(data[start:])
             if start + used < len(data):
-                log.warning("spool %s: %d bytes after offset %d are not a whole record (torn write); truncating",
-                            path.name, len(data) - start - used, start + used)
+                kept = self._keep_aside(path, start + used, data[start + used:])
+                log.warning("spool %s: %d bytes after offset %d are not a whole record (a torn write); moved to "
+                            "%s and cut from the segment", path.name, len(data) - start - used, start + used, kept)
                 os.truncate(path, start + used)
             if records and self._oldest_received_ms is None:
                 self._oldest_received_ms = records[0].received_ms
@@ -151,6 +162,17 @@ class Spool:
         if self._pending_records:
             log.info("spool %s: %d records waiting for Kafka", self.directory, self._pending_records)
             self.wakeup.set()
+
+    def _keep_aside(self, path: Path, offset: int, data: bytes) -> Path:
+        """Copy bytes about to be cut from a segment to ``<segment>.torn-<offset>`` (synced), for inspection:
+        normally half a record, but whatever follows damage in the middle of a segment is kept too."""
+        aside = path.with_name(f"{path.name}.torn-{offset}")
+        with open(aside, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        _fsync_dir(self.directory)
+        return aside
 
     async def close(self) -> None:
         """Sync what was appended, then close the file (called at shutdown)."""
@@ -178,24 +200,38 @@ class Spool:
         await future
 
     async def _flush_queue(self) -> None:
+        batch: list[tuple[bytes, asyncio.Future[None], int]] = []
+        try:
+            await self._flush_batches(batch)
+        except BaseException as exc:  # a bug or cancellation: no request may wait forever for its fsync
+            for _, future, _ in batch + self._queue:
+                if not future.done():
+                    future.set_exception(SpoolFull(f"spool write failed: {exc!r}"))
+            self._queue, self._queued_bytes = [], 0
+            raise
+
+    async def _flush_batches(self, batch: list[tuple[bytes, asyncio.Future[None], int]]) -> None:
+        """Write and sync what is queued, one group commit at a time; ``batch`` holds the one being written."""
         loop = asyncio.get_running_loop()
         while self._queue:
-            batch, self._queue = self._queue, []
+            batch[:], self._queue = self._queue, []
             self._queued_bytes -= sum(len(frame) for frame, _, _ in batch)
             data = b"".join(frame for frame, _, _ in batch)
-            tail = self._segments[-1]
-            if tail.size >= self.segment_bytes:
-                tail = _Segment(tail.seq + 1, self._path(tail.seq + 1), 0)
-                self._segments.append(tail)
+            tail = self._writable_tail()
             try:
-                await loop.run_in_executor(None, self._write_synced, tail.seq, data)
+                await loop.run_in_executor(None, self._write_synced, tail.seq, tail.size, data)
+            except _TailNotClean:  # bytes past what was synced (not ours to read): continue in a new segment
+                tail = self._writable_tail(roll=True)
+                try:
+                    await loop.run_in_executor(None, self._write_synced, tail.seq, tail.size, data)
+                except (OSError, _TailNotClean) as exc:
+                    self._write_failed(batch, exc)
+                    continue
             except OSError as exc:
-                log.error("spool write failed: %s", exc)
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(SpoolFull(f"spool not writable: {exc.strerror}"))
+                self._write_failed(batch, exc)
                 continue
             tail.size += len(data)
+            self.write_error = None
             if self._pending_records == 0:
                 self._oldest_received_ms = batch[0][2]
             self._pending_records += len(batch)
@@ -204,19 +240,50 @@ class Spool:
                     future.set_result(None)
             self.wakeup.set()
 
-    def _write_synced(self, seq: int, data: bytes) -> None:
-        """Runs in a worker thread: append ``data`` to segment ``seq`` and fsync it."""
+    def _writable_tail(self, roll: bool = False) -> _Segment:
+        """The segment to append to: a new one when the last is full, or when told to (``roll``)."""
+        tail = self._segments[-1]
+        if roll or tail.size >= self.segment_bytes:
+            tail = _Segment(tail.seq + 1, self._path(tail.seq + 1), 0)
+            self._segments.append(tail)
+        return tail
+
+    def _write_failed(self, batch: list[tuple[bytes, asyncio.Future[None], int]], exc: BaseException) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.write_error = reason
+        log.error("spool write failed (503, the sender will retry): %s", reason)
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_exception(SpoolFull(f"spool not writable: {reason}"))
+
+    def _write_synced(self, seq: int, size: int, data: bytes) -> None:
+        """Runs in a worker thread: append ``data`` to segment ``seq``, which holds ``size`` synced bytes, and
+        fsync it. A write or sync that fails is undone (the file cut back to ``size``), so the next append
+        starts on a record boundary; when even that fails, ``_TailNotClean`` sends the next append to a new
+        segment (the bytes past ``size`` are never read: readers stop at a segment's synced size)."""
         if self._fd_seq != seq:
             if self._fd is not None:
                 os.close(self._fd)
+                self._fd, self._fd_seq = None, -1
             self._fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._fd_seq = seq
             _fsync_dir(self.directory)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        fd = self._fd
+        if os.fstat(fd).st_size != size:
+            raise _TailNotClean(f"spool {self._path(seq).name} holds more than the {size} bytes written to it")
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            except OSError:
+                pass  # the size check above catches it on the next append
+            raise
 
     # ----- reading -----------------------------------------------------------------------------------------
 
@@ -254,7 +321,10 @@ class Spool:
         if self._pending_records == 0:
             self._oldest_received_ms = None
         else:
-            head, _ = self.read_batch(1)
+            try:
+                head, _ = self.read_batch(1)
+            except SpoolCorrupt:  # reported (and the drainer stopped) by the drainer's next read
+                head = []
             self._oldest_received_ms = head[0].received_ms if head else None
 
     def _write_cursor(self, cursor: Cursor) -> None:

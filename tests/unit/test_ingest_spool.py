@@ -83,6 +83,53 @@ async def test_a_torn_write_at_the_tail_is_truncated_at_start(tmp_path):
     assert reopened.pending_records == 3
     await reopened.append(record(3))
     assert await drain_all(reopened) == [record(i) for i in range(4)]
+    [kept] = tmp_path.glob("*.spool.torn-*")  # the cut bytes are kept aside, not deleted
+    assert kept.read_bytes() == b"\x40\x00\x00\x00garbage"
+
+
+def fail_once_halfway(monkeypatch, *, undo_fails: bool = False) -> None:
+    """The spool's next write stores half its bytes, then fails (a full disk); with ``undo_fails`` the
+    truncation that would undo it fails too."""
+    import ingest.spool as spool_module
+
+    real_write, real_ftruncate = spool_module.os.write, spool_module.os.ftruncate
+    state = {"failed": False}
+
+    def write(fd, data):
+        if state["failed"]:
+            return real_write(fd, data)
+        state["failed"] = True
+        real_write(fd, bytes(data[:len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    def ftruncate(fd, size):
+        if undo_fails:
+            raise OSError(5, "Input/output error")
+        return real_ftruncate(fd, size)
+
+    monkeypatch.setattr(spool_module.os, "write", write)
+    monkeypatch.setattr(spool_module.os, "ftruncate", ftruncate)
+
+
+@pytest.mark.parametrize("undo_fails", [False, True], ids=["write-undone", "undo-failed-too"])
+async def test_a_failed_write_loses_nothing_written_before_or_after_it(tmp_path, monkeypatch, undo_fails):
+    spool = open_spool(tmp_path)
+    for i in range(3):
+        await spool.append(record(i))
+    fail_once_halfway(monkeypatch, undo_fails=undo_fails)
+    with pytest.raises(SpoolFull, match="spool not writable: No space left on device"):
+        await spool.append(record(99))  # refused (503): the sender retries it
+    for i in range(3, 8):
+        await spool.append(record(i))
+    assert spool.pending_records == 8
+    assert await drain_all(spool, batch=2) == [record(i) for i in range(8)]
+    await spool.close()
+
+    for i in range(8, 10):  # and across a restart: nothing accepted is cut as a torn tail
+        reopened = open_spool(tmp_path)
+        await reopened.append(record(i))
+        await reopened.close()
+    assert await drain_all(open_spool(tmp_path)) == [record(8), record(9)]
 
 
 async def test_append_beyond_max_bytes_raises_spool_full(tmp_path):
@@ -149,6 +196,34 @@ async def test_only_a_full_spool_gives_503(settings):
         await client.close()
 
 
+
+async def test_an_unwritable_spool_makes_the_service_not_ready_until_a_write_succeeds(settings, monkeypatch):
+    client = await serve(settings, MemoryPublisher("down"))
+    try:
+        assert (await client.post(URL, data=token(0))).status == 202
+        fail_once_halfway(monkeypatch)
+        refused = await client.post(URL, data=token(1))
+        assert refused.status == 503 and "No space left on device" in (await refused.json())["detail"]
+        ready = await client.get("/readyz")
+        assert ready.status == 503 and "not writable (No space left on device)" in (await ready.json())["status"]
+        assert (await client.post(URL, data=token(2))).status == 202  # the disk has room again
+        assert (await client.get("/readyz")).status == 200
+        assert client.app[keys.SPOOL].pending_records == 2
+    finally:
+        await client.close()
+
+
+async def test_readyz_is_503_when_the_drainer_stopped(settings):
+    client = await serve(settings, MemoryPublisher("down"))
+    try:
+        drainer = client.app[keys.DRAINER]
+        drainer.cancel()  # as a damaged spool stops it
+        await asyncio.gather(drainer, return_exceptions=True)
+        ready = await client.get("/readyz")
+        assert ready.status == 503 and "drainer stopped" in (await ready.json())["status"]
+    finally:
+        await client.close()
+
 async def test_spooled_events_are_drained_after_a_restart_of_the_service(settings):
     down = MemoryPublisher("down")
     client = await serve(settings, down)
@@ -169,7 +244,7 @@ async def test_concurrent_appends_share_one_fsync(tmp_path):
     spool = open_spool(tmp_path)
     writes = []
     original = spool._write_synced
-    spool._write_synced = lambda seq, data: (writes.append(len(data)), original(seq, data))[1]
+    spool._write_synced = lambda seq, size, data: (writes.append(len(data)), original(seq, size, data))[1]
     await spool.append(record(0))
     await asyncio.gather(*(spool.append(record(i)) for i in range(1, 101)))
     assert len(writes) <= 3  # group commit: not one fsync per request
