@@ -114,6 +114,9 @@ class PartitionBatcher:
         """Per topic, the lane of each key seen (agent ids recur): one lookup instead of hashing the key and
         finding its partition's lane per record. Forgotten with the partitions, and when it grows past
         ``_KEYS_KEPT`` keys."""
+        self._awaiting_partitions: dict[str, list[_Waiting]] = {}
+        """Per topic whose partitions are being fetched, the records that wait for them, in arrival order."""
+        self._fetches: set[asyncio.Future[None]] = set()
         producer.client.cluster.add_listener(self._metadata_updated)
 
     async def send(self, record: OutboundRecord) -> None:
@@ -122,27 +125,63 @@ class PartitionBatcher:
 
     def enqueue(self, record: OutboundRecord) -> Awaitable[None]:
         """``send`` without its coroutine: queue ``record`` now, return what to await for its acknowledgement
-        (the request's own future once the topic's partitions are known: one frame less per request)."""
-        lanes = self._lanes_by_key.get(record.topic)
-        lane = lanes.get(record.key) if lanes is not None else None
-        if lane is None:
-            partitions = self._partitions.get(record.topic)
-            if partitions is None:
-                return self._enqueue_when_known(record)
-            lane = self._lane_of(record, partitions)
+        (the request's own future: one frame less per request)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lane.waiting.append((record, future))
         cohort = self._cohort
         if cohort is None:
             cohort = self._new_cohort()
-        cohort.append(future)
-        if not lane.busy:
-            self._make_ready(lane)
+        cohort.append(future)  # the deadline holds from now, whether or not the partitions are known yet
+        lanes = self._lanes_by_key.get(record.topic)
+        lane = lanes.get(record.key) if lanes is not None else None
+        if lane is None:
+            partitions = self._partitions.get(record.topic) or self._known_partitions(record.topic)
+            if partitions is None:
+                self._await_partitions(record, future)
+                return future
+            lane = self._lane_of(record, partitions)
+        self._queue(lane, record, future)
         return future
 
-    async def _enqueue_when_known(self, record: OutboundRecord) -> None:
-        await self._partitions_of(record.topic)
-        await self.enqueue(record)
+    def _queue(self, lane: _Lane, record: OutboundRecord, future: asyncio.Future[None]) -> None:
+        lane.waiting.append((record, future))
+        if not lane.busy:
+            self._make_ready(lane)
+
+    def _known_partitions(self, topic: str) -> list[int] | None:
+        """The topic's partitions from the metadata the producer has (remembered); None when it has none for
+        the topic, or when requests of the topic already wait for them (they go first: arrival order)."""
+        partitions = self._producer.client.cluster.partitions_for_topic(topic)
+        if not partitions or topic in self._awaiting_partitions:
+            return None
+        self._partitions[topic] = ordered = sorted(partitions)
+        return ordered
+
+    def _await_partitions(self, record: OutboundRecord, future: asyncio.Future[None]) -> None:
+        """Queue ``record`` once its topic's partitions are known: aiokafka may start without the topic's
+        metadata and then waits for it up to its request timeout. The records that arrive meanwhile wait in
+        arrival order behind one fetch; one past its deadline is left out (the caller spooled it)."""
+        waiting = self._awaiting_partitions.get(record.topic)
+        if waiting is None:
+            waiting = self._awaiting_partitions[record.topic] = []
+            fetch = asyncio.ensure_future(self._fetch_partitions(record.topic))
+            self._fetches.add(fetch)
+            fetch.add_done_callback(self._fetches.discard)
+        waiting.append((record, future))
+
+    async def _fetch_partitions(self, topic: str) -> None:
+        try:
+            partitions = await self._producer.partitions_for(topic)  # waits for the topic's metadata
+        except BaseException as exc:  # no metadata in time, or the service is stopping: those waiting spool
+            error = exc if isinstance(exc, KafkaError) else ProducerClosed(f"topic metadata not fetched: {exc!r}")
+            _fail(self._awaiting_partitions.pop(topic, []), error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        waiting = self._awaiting_partitions.pop(topic, [])
+        self._partitions[topic] = ordered = sorted(partitions)
+        for record, future in waiting:
+            if not future.done():
+                self._queue(self._lane_of(record, ordered), record, future)
 
     def _lane_of(self, record: OutboundRecord, partitions: list[int]) -> _Lane:
         """The lane of ``record``'s partition (created on first use), remembered for its key."""
@@ -156,13 +195,6 @@ class PartitionBatcher:
                 lanes.clear()
             lanes[record.key] = lane
         return lane
-
-    async def _partitions_of(self, topic: str) -> list[int]:
-        partitions = self._producer.client.cluster.partitions_for_topic(topic)
-        if not partitions:
-            partitions = await self._producer.partitions_for(topic)  # waits for the topic's metadata
-        self._partitions[topic] = ordered = sorted(partitions)
-        return ordered
 
     def _metadata_updated(self, cluster: object) -> None:
         self._partitions.clear()

@@ -259,6 +259,29 @@ async def test_no_acknowledgement_within_the_deadline_is_a_timeout_and_unbatched
     assert producer.values(partition_of(record(0, agent=3))) == [b"v0"]  # the second one went to the spool only
 
 
+
+async def test_the_deadline_holds_while_the_topics_partitions_are_not_known_yet():
+    producer = FakeProducer()
+    producer.client.cluster.partitions_for_topic = lambda topic: None  # aiokafka started without its metadata
+    metadata = asyncio.Event()
+
+    async def partitions_for(topic: str) -> set[int]:  # aiokafka waits up to its request timeout (10 s)
+        await metadata.wait()
+        return set(range(PARTITIONS))
+
+    producer.partitions_for = partitions_for
+    batcher = PartitionBatcher(producer, deadline_s=0.05)
+    with pytest.raises(TimeoutError, match="publish deadline"):
+        await asyncio.wait_for(batcher.send(record(0, agent=3)), 2)
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    waiting = [asyncio.create_task(batcher.send(record(i, agent=3))) for i in (1, 2)]
+    await asyncio.sleep(0)
+    metadata.set()
+    producer.client.cluster.partitions_for_topic = lambda topic: set(range(PARTITIONS))
+    later = asyncio.create_task(batcher.send(record(3, agent=3)))  # arrives before the waiting ones resumed
+    await settle_all(producer, [*waiting, later])
+    assert producer.values(partition_of(record(1, agent=3))) == [b"v1", b"v2", b"v3"]  # arrival order
+
 # ----- through Delivery: each request kept exactly once --------------------------------------------------------
 
 async def test_every_request_is_kept_exactly_once_when_one_batch_fails(tmp_path: Path):
