@@ -44,3 +44,7 @@ class SpoolFull(IngestError):
 
 class SpoolCorrupt(IngestError):
     """A spool file holds bytes that are not a record; raised only for damage before the last record."""
+
+
+class SpoolLocked(IngestError):
+    """Another process holds the spool directory: the service does not start (two writers would corrupt it)."""

@@ -19,8 +19,10 @@ record not yet acknowledged by Kafka (segment and byte offset). A record is fram
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
+import time
 import struct
 import zlib
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from ingest.errors import SpoolCorrupt, SpoolFull
+from ingest.errors import SpoolCorrupt, SpoolFull, SpoolLocked
 from ingest.records import OutboundRecord
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class Spool:
         self._flusher: asyncio.Task[None] | None = None
         self._fd: int | None = None
         self._fd_seq = -1
+        self._lock_fd: int | None = None
         self._closed = False
         self.write_error: str | None = None
         """Why the last group commit failed, until one succeeds again (``/readyz`` reports it)."""
@@ -129,9 +132,14 @@ class Spool:
 
     # ----- open / close ------------------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Recover the spool from disk: read the cursor, drop drained segments, truncate a torn tail."""
+    def open(self, lock_timeout_s: float = 30.0) -> None:
+        """Recover the spool from disk: read the cursor, drop drained segments, cut a torn tail.
+
+        First takes the directory's lock (``spool.lock``, held until ``close`` or the process ends): one
+        process at a time. A service restarted while the old one still finishes its requests waits for it,
+        up to ``lock_timeout_s``; then it refuses to start (``SpoolLocked``) rather than share the files."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock(lock_timeout_s)
         cursor_file = self.directory / "cursor"
         if cursor_file.exists():
             self._cursor = msgspec.json.decode(cursor_file.read_bytes(), type=Cursor)
@@ -163,6 +171,29 @@ class Spool:
             log.info("spool %s: %d records waiting for Kafka", self.directory, self._pending_records)
             self.wakeup.set()
 
+    def _lock(self, timeout_s: float) -> None:
+        path = self.directory / "spool.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        give_up, logged = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                if time.monotonic() >= give_up:
+                    os.close(fd)
+                    raise SpoolLocked(f"spool directory {self.directory} is in use by another process (pid "
+                                      f"{holder}) after waiting {timeout_s:g} s: one ingest process per "
+                                      "ONDUTY_SPOOL_DIR") from None
+                if not logged:
+                    log.warning("spool %s is locked by process %s (still stopping?); waiting up to %g s",
+                                self.directory, holder, timeout_s)
+                    logged = True
+                time.sleep(0.1)
+        os.pwrite(fd, f"{os.getpid():<31}\n".encode(), 0)  # fixed width: overwrites any earlier holder's
+        self._lock_fd = fd
+
     def _keep_aside(self, path: Path, offset: int, data: bytes) -> Path:
         """Copy bytes about to be cut from a segment to ``<segment>.torn-<offset>`` (synced), for inspection:
         normally half a record, but whatever follows damage in the middle of a segment is kept too."""
@@ -182,6 +213,9 @@ class Spool:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     # ----- writing -----------------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from ingest import IngestSettings, create_app
-    from ingest.errors import ConfigurationError
+    from ingest.errors import ConfigurationError, SpoolLocked
     from onduty.env import SettingsError
 
     try:
@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot start the ingest service: %s", exc)
         return 2
     log.info("ingest service on %s:%d (%r)", settings.host, settings.port, settings)
-    web.run_app(app, host=settings.host, port=settings.port, loop=new_event_loop(),
-                access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
-                shutdown_timeout=settings.shutdown_timeout_ms / 1000, print=None)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, loop=new_event_loop(),
+                    access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
+                    shutdown_timeout=settings.shutdown_timeout_ms / 1000, print=None)
+    except SpoolLocked as exc:
+        log.error("cannot start the ingest service: %s", exc)
+        return 2
     return 0

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ingest import IngestSettings, create_app, keys
-from ingest.errors import SpoolFull
+from ingest.errors import SpoolFull, SpoolLocked
 from ingest.records import OutboundRecord
 from ingest.spool import Spool
 from ingest.testing import MemoryPublisher
@@ -131,6 +131,29 @@ async def test_a_failed_write_loses_nothing_written_before_or_after_it(tmp_path,
         await reopened.close()
     assert await drain_all(open_spool(tmp_path)) == [record(8), record(9)]
 
+
+
+async def test_one_process_at_a_time_holds_the_spool_directory(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from ingest.spool import Spool; "
+        "s = Spool(Path(sys.argv[1]), max_bytes=1 << 20); s.open(); print('locked', flush=True); time.sleep(60)"),
+        str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SpoolLocked, match=f"in use by another process \\(pid {holder.pid}\\)"):
+            Spool(tmp_path, max_bytes=1 << 20).open(lock_timeout_s=0.3)
+    finally:
+        holder.kill()
+        holder.wait()
+    spool = open_spool(tmp_path)  # the holder is gone: its lock with it
+    await spool.append(record(0))
+    await spool.close()
+    reopened = open_spool(tmp_path)  # closed: released
+    assert reopened.pending_records == 1
+    await reopened.close()
 
 async def test_append_beyond_max_bytes_raises_spool_full(tmp_path):
     spool = open_spool(tmp_path, max_bytes=200)
