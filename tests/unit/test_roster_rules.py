@@ -97,6 +97,62 @@ def test_out_of_order_event_is_late_and_does_not_roll_back():
     assert steps[-1].agent_record.late_events == 1
 
 
+
+@pytest.mark.parametrize("name, arrival, since_s, previous", [
+    ("an older event of the same status starts the run earlier", [(200, "available"), (100, "available")], 100,
+     ("available", 100, 100)),
+    ("a late status change in between restarts the run", [(100, "available"), (200, "available"), (150, "busy")],
+     200, ("busy", 150, 150)),
+    ("a late event between previous and current becomes previous", [(100, "available"), (300, "wrapup"),
+                                                                     (200, "busy")], 300, ("busy", 200, 200)),
+    ("a late event before previous extends previous's run", [(100, "busy"), (200, "available"), (300, "wrapup"),
+                                                              (50, "available"), (150, "available")],
+     300, ("available", 200, 150)),
+])
+def test_since_ms_and_previous_follow_event_time_whatever_the_arrival(name, arrival, since_s, previous):
+    events = [event(1, ["A"], status, at_s=at_s) for at_s, status in arrival]
+    state, steps = run_agent(events)
+    assert state.current.since_ms == T0 + since_s * 1000
+    if previous is None:
+        assert state.previous is None
+    else:
+        status, date_s, previous_since_s = previous
+        assert (state.previous.on_duty_status, state.previous.date_ms, state.previous.since_ms) == (
+            status, T0 + date_s * 1000, T0 + previous_since_s * 1000)
+    in_order, _ = run_agent(sorted(events, key=lambda e: e.date))
+    assert (state.current, state.previous) == (in_order.current, in_order.previous)
+
+
+def test_a_late_event_that_moves_since_ms_sends_the_roster_entries_again():
+    state, steps = run_agent([event(1, ["A", "B"], "available", at_s=200), event(1, ["A", "B"], "available", at_s=100)])
+    late = steps[-1]
+    assert late.outcome is Outcome.LATE and late.corrected and state.version == 2
+    assert {(c.call_center_id, c.entry.since_ms) for c in late.changes} == {("A", T0 + 100_000), ("B", T0 + 100_000)}
+    assert late.agent_record.current.since_ms == T0 + 100_000 and late.agent_record.late_events == 1
+
+
+def test_since_ms_is_independent_of_arrival_order_within_the_kept_timeline():
+    rng = random.Random(7)
+    for _ in range(300):
+        statuses = [rng.choice(["available", "busy", "wrapup"]) for _ in range(12)]
+        events = [event(1, ["A"], status, at_s=10 * i + rng.choice([0, 0, 5])) for i, status in enumerate(statuses)]
+        arrival = list(events)
+        for i in range(len(arrival) - 1):  # reordered within a few events, with some duplicates
+            j = min(len(arrival) - 1, i + rng.randrange(3))
+            arrival[i], arrival[j] = arrival[j], arrival[i]
+        arrival += rng.sample(events, 3)
+        state, _ = run_agent(arrival, offsets=False)
+        expected, _ = run_agent(sorted(events, key=lambda e: (e.date, e.event_timestamp, dedup_identity(e))))
+        assert (state.current, state.previous) == (expected.current, expected.previous), arrival
+
+
+def test_a_duplicate_of_the_current_event_is_recognised_after_many_older_events():
+    current = event(1, ["A"], "busy", at_s=100)
+    older = [event(1, ["A"], "available", at_s=i) for i in range(20)]
+    state, steps = run_agent([current, *older, current], offsets=False)
+    assert steps[-1].outcome is Outcome.DUPLICATE and steps[-1].changes == []
+    assert state.current.on_duty_status == "busy" and state.previous is not None
+
 def test_equal_dates_are_ordered_by_event_timestamp_whatever_the_arrival():
     older = event(1, ["A"], "busy", event_timestamp=T0 + 1)
     newer = event(1, ["A"], "available", event_timestamp=T0 + 2)
