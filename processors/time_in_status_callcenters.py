@@ -100,6 +100,21 @@ def apply_contribution(
     return []
 
 
+def is_forgotten(state: CallCenterTimeline, contribution: CallCenterContribution, late_horizon_ms: int) -> bool:
+    """Is the contribution's window one ``close()`` forgets (beyond the late horizon) and no longer kept?
+
+    Such a contribution is dropped: a window made of it alone would replace, as the last record of its key, the
+    sum of every agent's share that was emitted before. It happens only when a source partition's first events
+    are older than the late horizon of the others' (a replay where one partition starts far behind); the
+    agent's own windows still count it.
+    """
+    key = contribution_key(contribution.window_size_ms, contribution.window_start_ms)
+    if key in state.windows or state.closed_until_ms is None:
+        return False
+    horizon = state.closed_until_ms - late_horizon_ms
+    return contribution.window_start_ms + 2 * contribution.window_size_ms <= horizon
+
+
 def close(state: CallCenterTimeline, watermark_ms: int | None, late_horizon_ms: int) -> list[CallCenterTimeInStatus]:
     """Emit every window not emitted yet that ends at or before the watermark; forget windows beyond the horizon."""
     if watermark_ms is None:

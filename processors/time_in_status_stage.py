@@ -57,6 +57,7 @@ from processors.time_in_status_callcenters import (
     WatermarkMarker,
     ContributionBatch,
     apply_contribution,
+    is_forgotten,
     close,
     contribution_key,
     has_open_windows,
@@ -441,6 +442,11 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
             if cc not in timelines:
                 timelines[cc] = store.load(cc)
             store.ensure(timelines[cc], contribution_key(contribution.window_size_ms, contribution.window_start_ms))
+            if is_forgotten(timelines[cc], contribution, settings.late_horizon_ms):
+                log.warning("call center %s: agent %s's share of the %s window at %d dropped: that window is beyond "
+                            "the late horizon, no longer kept (its last record stands)", cc, contribution.agent_id,
+                            format_duration(contribution.window_size_ms), contribution.window_start_ms)
+                return
             records.extend(apply_contribution(timelines[cc], contribution, clock.sources.minimum()))
             if cc not in clock.pending:
                 clock.pending.append(cc)

@@ -263,6 +263,27 @@ def test_history_is_dropped_beyond_the_horizon() -> None:
     assert set(partition.chunks["a1"]) == set(state.chunks)
 
 
+
+def test_a_share_for_a_forgotten_call_center_window_never_replaces_its_sum() -> None:
+    from processors.time_in_status import CallCenterContribution
+    from processors.time_in_status_callcenters import is_forgotten
+
+    horizon, size = 86_400_000, 60 * M
+
+    def share(agent: str, status: str, start: int) -> CallCenterContribution:
+        totals = WindowTotals(ms_by_status={status: size})
+        return CallCenterContribution("cc1", agent, size, start, 1, totals)
+
+    state = CallCenterTimeline("cc1")
+    x1 = share("x1", "busy", BASE)
+    assert not is_forgotten(state, x1, horizon)  # nothing closed yet
+    [emitted] = apply_contribution(state, x1, BASE + size)
+    assert emitted.totals.ms_by_status == {"busy": size}
+    close(state, BASE + 10 * horizon, horizon)  # a source partition ten days ahead: the window is forgotten
+    late = share("y0", "available", BASE)  # a partition whose first events are that old
+    assert is_forgotten(state, late, horizon)
+    assert not is_forgotten(state, share("y0", "available", BASE + 9 * horizon), horizon)  # within the horizon
+
 def test_query_gives_closed_windows_from_history_and_open_ones_as_counted_so_far() -> None:
     core = TimeInStatusCore(SMALL)
     partition = Partition(SMALL)
