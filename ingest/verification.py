@@ -15,10 +15,12 @@ refuses PEM/SSH keys: no key confusion). Each key's HMAC state after the key (it
 computed once and copied per token: half the cost of the one-shot ``hmac.digest``, which hashes both pads again
 every time. Claims are decoded only after a signature verified, always (cheaper than scanning for them first).
 ``tests/unit/test_ingest_verification.py`` checks that this accepts exactly the tokens
-``jwt.decode(..., algorithms=["HS256"])`` accepts.
+``jwt.decode(..., algorithms=["HS256"])`` accepts, as far as form, algorithm, signature, ``exp`` and ``nbf`` go.
 
-Registered claims: ``exp`` and ``nbf`` are honoured with a leeway when present, never required. ``iat`` is
-not checked: a future ``iat`` only means the sender's clock is ahead, and a 401 is never retried by Dialpad.
+Registered claims: ``exp`` and ``nbf`` are honoured with a leeway when present, never required. The others
+PyJWT checks are not refused: ``iat`` (a future ``iat`` only means the sender's clock is ahead, and a 401 is
+never retried by Dialpad), ``aud`` (PyJWT refuses any when no audience is configured), a ``sub`` or ``jti``
+that is not a string. An authentic payload that is not a JSON object is kept (422) rather than refused.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from schemas.errors import SchemaError
 #: The documented values of ``on_duty_status``. Others may appear and are kept.
 KNOWN_ON_DUTY_STATUSES = ("available", "unavailable", "occupied", "wrapup", "busy")
 
-UnixMillis = Annotated[int, msgspec.Meta(ge=0, description="Unix time in milliseconds, UTC.")]
+UnixMillis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="Unix time in milliseconds, UTC.")]
+"""Bounded to a signed 64-bit integer: what Kafka timestamps and other languages' consumers hold."""
 
 
 class AgentTarget(msgspec.Struct, omit_defaults=True):

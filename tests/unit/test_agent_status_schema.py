@@ -81,6 +81,7 @@ def test_reason_empty_or_absent(reason_fields):
     [
         (payload(date="1620328863056"), "$.date", "Expected `int`"),
         (payload(date=-5), "$.date", ">= 0"),
+        (payload(date=2**63), "$.date", "<= 9223372036854775807"),  # beyond int64: no Kafka timestamp, no consumer
         (payload(call_center_ids="5883"), "$.call_center_ids", "Expected `array`"),
         (payload(on_duty_status=3), "$.on_duty_status", "Expected `str`"),
         (payload(target={"id": 1.5}), "$.target.id", "got `float`"),

@@ -4,7 +4,8 @@ The service parses the compact token itself (split at its dots, segments checked
 instead of PyJWT 2.15's per-character check) and lets PyJWT's ``HMACAlgorithm`` check the signature; this
 differential test is what keeps that honest.
 Deliberate differences, not exercised here: an authentic payload that is not a JSON object is kept (422)
-rather than refused, ``iat`` is not checked, and ``crit``/``b64`` headers are refused.
+rather than refused; ``iat``, ``aud`` and the types of ``sub`` and ``jti`` are not checked; and ``crit``/``b64``
+headers are refused.
 """
 
 from __future__ import annotations
