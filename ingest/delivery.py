@@ -92,6 +92,7 @@ class Delivery:
         while True:
             self.spool.wakeup.clear()
             if not self.publisher.started and not await self.publisher.start():
+                self.metrics.producer_errors += 1
                 await backoff.sleep()
                 continue
             if self.spool.pending_records:

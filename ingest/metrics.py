@@ -65,7 +65,8 @@ class IngestMetrics:
                   "# TYPE onduty_ingest_publish_latency_seconds histogram"]
         lines += self.publish_latency.render("onduty_ingest_publish_latency_seconds")
         lines += [
-            "# HELP onduty_ingest_producer_errors_total Sends Kafka did not acknowledge (timeouts included).",
+            "# HELP onduty_ingest_producer_errors_total Sends Kafka did not acknowledge (timeouts included) and failed "
+            "producer starts.",
             "# TYPE onduty_ingest_producer_errors_total counter",
             f"onduty_ingest_producer_errors_total {self.producer_errors}",
             "# HELP onduty_ingest_spool_drained_total Records delivered to Kafka from the spool.",

@@ -215,6 +215,8 @@ async def test_only_a_full_spool_gives_503(settings):
         assert statuses[0] == 202 and statuses[-1] == 503 and set(statuses) == {202, 503}
         ready = await client.get("/readyz")
         assert ready.status == 503
+        metrics = await (await client.get("/metrics")).text()
+        assert "onduty_ingest_producer_errors_total 0\n" not in metrics  # the failed producer starts count
     finally:
         await client.close()
 
