@@ -25,11 +25,19 @@ KNOWN_ON_DUTY_STATUSES = ("available", "unavailable", "occupied", "wrapup", "bus
 UnixMillis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="Unix time in milliseconds, UTC.")]
 """Bounded to a signed 64-bit integer: what Kafka timestamps and other languages' consumers hold."""
 
+DialpadId = (
+    Annotated[str, msgspec.Meta(pattern=r"^[^#:\s\x00-\x1f\x7f]{1,64}$", description=(
+        "A Dialpad id given as a string: 1 to 64 characters, none of them '#', ':', whitespace or a control "
+        "character (the processors join ids with '#' and ':' into table and topic keys)."))]
+    | Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="A Dialpad id given as a number.")]
+)
+"""An agent or call-center id: Dialpad's are numbers (sent as JSON numbers or strings); exposed as a string."""
+
 
 class AgentTarget(msgspec.Struct, omit_defaults=True):
     """The agent whose status changed (the event's ``target``)."""
 
-    id: str | int
+    id: DialpadId
     """The agent's Dialpad user id. Accepted as a JSON number or string, always exposed as a string."""
     type: str | None = None
     """The target's type; ``user`` for an agent."""
@@ -45,8 +53,6 @@ class AgentTarget(msgspec.Struct, omit_defaults=True):
     def __post_init__(self) -> None:
         if isinstance(self.id, int):
             self.id = str(self.id)
-        elif not self.id:
-            raise ValueError("target.id must not be empty")
         if self.phone_number is None and self.phone is not None:
             self.phone_number = self.phone
         self.phone = None
@@ -61,7 +67,7 @@ class AgentStatusEvent(msgspec.Struct, omit_defaults=True):
     """The agent's on-duty status: available, unavailable, occupied, wrapup or busy; other values are kept."""
     date: UnixMillis
     """Event time: when the agent's ``on_duty_status`` changed, unix milliseconds UTC."""
-    call_center_ids: list[str | int]
+    call_center_ids: list[DialpadId]
     """The call centers the agent is currently on duty for (ids exposed as strings)."""
     availability_status: str | None = None
     """``available`` when the agent is not in DND and not in a call, otherwise ``unavailable``."""

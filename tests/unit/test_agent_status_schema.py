@@ -89,6 +89,12 @@ def test_reason_empty_or_absent(reason_fields):
         ({k: v for k, v in SPEC_SAMPLE.items() if k != "date"}, "$", "missing required field `date`"),
         ({k: v for k, v in SPEC_SAMPLE.items() if k != "target"}, "$", "missing required field `target`"),
         (payload(target={"id": None}), "$.target.id", "got `null`"),
+        # ids are joined with '#' and ':' into the processors' table and topic keys: those characters are refused
+        (payload(target={"id": "7#1"}), "$.target.id", "matching regex"),
+        (payload(target={"id": ""}), "$.target.id", "matching regex"),
+        (payload(target={"id": -7}), "$.target.id", ">= 0"),
+        (payload(call_center_ids=["1", "1:2"]), "$.call_center_ids[1]", "matching regex"),
+        (payload(call_center_ids=[" 12"]), "$.call_center_ids[0]", "matching regex"),
         ([SPEC_SAMPLE], "$", "Expected `object`, got `array`"),
         ("just a string", "$", "Expected `object`, got `str`"),
     ],
