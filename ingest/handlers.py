@@ -97,7 +97,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Kafka answers (mode ``kafka``) or the spool has room (mode ``spool``)."""
+    """Ready when Kafka answers (mode ``kafka``) or the spool is writable and has room (mode ``spool``); never
+    while the spool drainer has stopped (what is spooled would not reach Kafka)."""
     app = request.app
     delivery, spool, drainer = app[keys.DELIVERY], app[keys.SPOOL], app[keys.DRAINER]
     if drainer.done():  # it stops only on a damaged spool (logged): what is spooled would never reach Kafka

@@ -22,8 +22,8 @@ import asyncio
 import fcntl
 import logging
 import os
-import time
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
