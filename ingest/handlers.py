@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -107,7 +108,8 @@ async def readyz(request: web.Request) -> web.Response:
     if await delivery.check_kafka():
         return web.json_response({"status": "ready", "mode": "kafka"})
     body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
-    if spool.write_error is not None:
+    if spool.write_error is not None and not await asyncio.get_running_loop().run_in_executor(None,
+                                                                                              spool.probe_writable):
         return web.json_response({"status": "not ready: Kafka unreachable and the spool is not writable "
                                             f"({spool.write_error})", **body}, status=503)
     if spool.has_room(app[keys.SETTINGS].max_body_bytes):  # room for one more of the largest events

@@ -19,6 +19,7 @@ record not yet acknowledged by Kafka (segment and byte offset). A record is fram
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -153,7 +154,10 @@ class Spool:
             start = self._cursor.offset if seq == self._cursor.segment else 0
             records, used = _scan(data[start:])
             if start + used < len(data):
-                kept = self._keep_aside(path, start + used, data[start + used:])
+                try:
+                    kept = str(self._keep_aside(path, start + used, data[start + used:]))
+                except OSError as exc:  # a full disk must not keep the service from starting
+                    kept = f"nowhere ({exc.strerror}: the bytes are dropped)"
                 log.warning("spool %s: %d bytes after offset %d are not a whole record (a torn write); moved to "
                             "%s and cut from the segment", path.name, len(data) - start - used, start + used, kept)
                 os.truncate(path, start + used)
@@ -209,13 +213,34 @@ class Spool:
         """Sync what was appended, then close the file (called at shutdown)."""
         self._closed = True
         if self._flusher is not None:
-            await self._flusher
+            try:
+                await self._flusher
+            except Exception:  # its requests were answered already; the files must still be closed
+                log.exception("the spool's last group commit failed")
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
+
+    def probe_writable(self) -> bool:
+        """Runs in a worker thread (``/readyz`` after a failed write): can a small file be written and synced
+        in the spool directory now? Clears ``write_error`` when it can."""
+        probe = self.directory / "write-probe"
+        try:
+            with open(probe, "wb") as file:
+                file.write(b"\0" * 4096)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            self.write_error = exc.strerror or str(exc)
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+        self.write_error = None
+        return True
 
     # ----- writing -----------------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class TimelineEntry(msgspec.Struct, array_like=True, frozen=True):
     date_ms: int
     event_timestamp_ms: int
     dedup_id: str
+    """The first ``RECENT_ID_CHARS`` characters of the event's identity (as in ``recent_ids``)."""
     on_duty_status: str
 
     @property
@@ -142,14 +143,15 @@ def apply_event(
             state, implausible_events=state.implausible_events + 1, recent_ids=recent_ids, last_offset=last_offset
         )
         return AgentStep(counted, Outcome.IMPLAUSIBLE)
-    entry = TimelineEntry(event.date, event.event_timestamp or 0, dedup_id, event.on_duty_status)
+    entry = TimelineEntry(event.date, event.event_timestamp or 0, short_id, event.on_duty_status)
     timeline, first_since = _timeline_of(state)
     # one agent's events are ordered by event time, then generation time, then identity
-    if current is not None and entry.order < (current.date_ms, current.event_timestamp_ms or 0, current.dedup_id):
+    if current is not None and (event.date, entry.event_timestamp_ms, dedup_id) < (
+            current.date_ms, current.event_timestamp_ms or 0, current.dedup_id):
         late = msgspec.structs.replace(
             state, late_events=state.late_events + 1, recent_ids=recent_ids, last_offset=last_offset
         )
-        return _correct(late, event, entry, timeline, first_since)
+        return _correct(late, event, dedup_id, entry, timeline, first_since)
 
     since_ms = current.since_ms if current is not None and current.on_duty_status == event.on_duty_status else event.date
     timeline, first_since = _trimmed([*timeline, entry], first_since)
@@ -195,7 +197,8 @@ def _timeline_of(state: AgentState) -> tuple[list[TimelineEntry], int | None]:
     current = state.current
     if state.timeline or current is None:
         return state.timeline, state.timeline_since_ms
-    entry = TimelineEntry(current.date_ms, current.event_timestamp_ms or 0, current.dedup_id, current.on_duty_status)
+    entry = TimelineEntry(current.date_ms, current.event_timestamp_ms or 0, current.dedup_id[:RECENT_ID_CHARS],
+                          current.on_duty_status)
     return [entry], current.since_ms
 
 
@@ -221,8 +224,8 @@ def _since_at(timeline: list[TimelineEntry], index: int, first_since: int | None
     return timeline[start].date_ms
 
 
-def _correct(state: AgentState, event: AgentStatusEvent, entry: TimelineEntry, timeline: list[TimelineEntry],
-             first_since: int | None) -> AgentStep:
+def _correct(state: AgentState, event: AgentStatusEvent, dedup_id: str, entry: TimelineEntry,
+             timeline: list[TimelineEntry], first_since: int | None) -> AgentStep:
     """A late event (``state`` has it counted): put it in its place in the timeline and correct the current
     ``since_ms`` and ``previous`` to what event-time order gives. Older than the whole timeline (which then
     no longer holds every event), it changes nothing else."""
@@ -235,9 +238,9 @@ def _correct(state: AgentState, event: AgentStatusEvent, entry: TimelineEntry, t
     last = len(timeline) - 1
     since_ms = _since_at(timeline, last, first_since)
     if last > 0 and timeline[last - 1] is entry:  # the late event comes right before the current one
-        previous = _snapshot(event, entry.dedup_id, sorted(set(event.call_center_ids)),
+        previous = _snapshot(event, dedup_id, sorted(set(event.call_center_ids)),
                              _since_at(timeline, last - 1, first_since))
-    elif last > 0 and previous is not None and previous.dedup_id == timeline[last - 1].dedup_id:
+    elif last > 0 and previous is not None and previous.dedup_id[:RECENT_ID_CHARS] == timeline[last - 1].dedup_id:
         previous = msgspec.structs.replace(previous, since_ms=_since_at(timeline, last - 1, first_since))
     corrected = since_ms != current.since_ms
     changed = {"current": msgspec.structs.replace(current, since_ms=since_ms), "previous": previous,

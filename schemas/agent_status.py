@@ -26,9 +26,10 @@ UnixMillis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="Unix t
 """Bounded to a signed 64-bit integer: what Kafka timestamps and other languages' consumers hold."""
 
 DialpadId = (
-    Annotated[str, msgspec.Meta(pattern=r"^[^#:\s\x00-\x1f\x7f]{1,64}$", description=(
+    Annotated[str, msgspec.Meta(pattern=r"^[^#:\s\x00-\x1f\x7f-\x9f]{1,64}$(?!\n)", description=(
         "A Dialpad id given as a string: 1 to 64 characters, none of them '#', ':', whitespace or a control "
-        "character (the processors join ids with '#' and ':' into table and topic keys)."))]
+        "character (the processors join ids with '#' and ':' into table and topic keys). The lookahead keeps "
+        "Python's `$` from accepting a final newline."))]
     | Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="A Dialpad id given as a number.")]
 )
 """An agent or call-center id: Dialpad's are numbers (sent as JSON numbers or strings); exposed as a string."""

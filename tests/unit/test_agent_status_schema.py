@@ -95,6 +95,9 @@ def test_reason_empty_or_absent(reason_fields):
         (payload(target={"id": -7}), "$.target.id", ">= 0"),
         (payload(call_center_ids=["1", "1:2"]), "$.call_center_ids[1]", "matching regex"),
         (payload(call_center_ids=[" 12"]), "$.call_center_ids[0]", "matching regex"),
+        (payload(target={"id": "7\n"}), "$.target.id", "matching regex"),  # Python's `$` alone would accept it
+        (payload(target={"id": "7\x9b"}), "$.target.id", "matching regex"),
+        (payload(target={"id": "a" * 65}), "$.target.id", "matching regex"),
         ([SPEC_SAMPLE], "$", "Expected `object`, got `array`"),
         ("just a string", "$", "Expected `object`, got `str`"),
     ],

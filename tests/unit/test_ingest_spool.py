@@ -28,8 +28,9 @@ def record(i: int) -> OutboundRecord:
 
 
 def open_spool(directory: Path, **kwargs) -> Spool:
+    lock_timeout_s = kwargs.pop("lock_timeout_s", 30.0)
     spool = Spool(directory, max_bytes=kwargs.pop("max_bytes", 1 << 20), **kwargs)
-    spool.open()
+    spool.open(lock_timeout_s=lock_timeout_s)
     return spool
 
 
@@ -155,6 +156,33 @@ async def test_one_process_at_a_time_holds_the_spool_directory(tmp_path):
     assert reopened.pending_records == 1
     await reopened.close()
 
+
+async def test_a_spool_that_cannot_keep_a_torn_tail_aside_still_opens(tmp_path, monkeypatch):
+    spool = open_spool(tmp_path)
+    await spool.append(record(0))
+    await spool.close()
+    [segment] = tmp_path.glob("*.spool")
+    with open(segment, "ab") as file:
+        file.write(b"\x40\x00\x00\x00garbage")
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Spool, "_keep_aside", no_room)
+    reopened = open_spool(tmp_path)
+    assert reopened.pending_records == 1
+    await reopened.close()
+
+
+async def test_close_releases_the_files_after_a_failed_group_commit(tmp_path, monkeypatch):
+    spool = open_spool(tmp_path)
+    monkeypatch.setattr(spool, "_writable_tail", lambda roll=False: (_ for _ in ()).throw(RuntimeError("bug")))
+    with pytest.raises(SpoolFull, match="spool write failed"):
+        await spool.append(record(0))
+    await spool.close()  # logs the failure, does not raise
+    assert spool._lock_fd is None
+    open_spool(tmp_path, lock_timeout_s=0)  # the lock was released
+
 async def test_append_beyond_max_bytes_raises_spool_full(tmp_path):
     spool = open_spool(tmp_path, max_bytes=200)
     with pytest.raises(SpoolFull):
@@ -222,17 +250,36 @@ async def test_only_a_full_spool_gives_503(settings):
 
 
 
-async def test_an_unwritable_spool_makes_the_service_not_ready_until_a_write_succeeds(settings, monkeypatch):
+async def test_an_unwritable_spool_makes_the_service_not_ready_while_it_lasts(settings, monkeypatch):
+    import ingest.spool as spool_module
+
+    real_write, real_fsync = spool_module.os.write, spool_module.os.fsync
+    disk = {"full": False}
+
+    def write(fd, data):
+        if disk["full"]:
+            real_write(fd, bytes(data[:len(data) // 2]))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    def fsync(fd):
+        if disk["full"]:
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "write", write)
+    monkeypatch.setattr(spool_module.os, "fsync", fsync)
     client = await serve(settings, MemoryPublisher("down"))
     try:
         assert (await client.post(URL, data=token(0))).status == 202
-        fail_once_halfway(monkeypatch)
+        disk["full"] = True
         refused = await client.post(URL, data=token(1))
         assert refused.status == 503 and "No space left on device" in (await refused.json())["detail"]
         ready = await client.get("/readyz")
         assert ready.status == 503 and "not writable (No space left on device)" in (await ready.json())["status"]
-        assert (await client.post(URL, data=token(2))).status == 202  # the disk has room again
+        disk["full"] = False  # room again: ready without waiting for traffic to prove it
         assert (await client.get("/readyz")).status == 200
+        assert (await client.post(URL, data=token(2))).status == 202
         assert client.app[keys.SPOOL].pending_records == 2
     finally:
         await client.close()
