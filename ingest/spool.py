@@ -319,7 +319,9 @@ class Spool:
         """Runs in a worker thread: append ``data`` to segment ``seq``, which holds ``size`` synced bytes, and
         fsync it. A write or sync that fails is undone (the file cut back to ``size``), so the next append
         starts on a record boundary; when even that fails, ``_TailNotClean`` sends the next append to a new
-        segment (the bytes past ``size`` are never read: readers stop at a segment's synced size)."""
+        segment. The bytes past ``size`` are not read while the service runs (readers stop at a segment's synced
+        size); at the next start, whole records among them are recovered and delivered although their requests
+        got 503 (Dialpad retried them): duplicates, never a loss."""
         if self._fd_seq != seq:
             if self._fd is not None:
                 os.close(self._fd)
