@@ -103,11 +103,11 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     delivery, spool, drainer = app[keys.DELIVERY], app[keys.SPOOL], app[keys.DRAINER]
     if drainer.done():  # it stops only on a damaged spool (logged): what is spooled would never reach Kafka
-        body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
-        return web.json_response({"status": "not ready: the spool drainer stopped (see the log)", **body}, status=503)
+        return web.json_response({"status": "not ready: the spool drainer stopped (see the log)", **_spool_body(spool)},
+                                 status=503)
     if await delivery.check_kafka():
         return web.json_response({"status": "ready", "mode": "kafka"})
-    body = {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
+    body = _spool_body(spool)
     if spool.write_error is not None and not await asyncio.get_running_loop().run_in_executor(None,
                                                                                               spool.probe_writable):
         return web.json_response({"status": "not ready: Kafka unreachable and the spool is not writable "
@@ -115,6 +115,10 @@ async def readyz(request: web.Request) -> web.Response:
     if spool.has_room(app[keys.SETTINGS].max_body_bytes):  # room for one more of the largest events
         return web.json_response({"status": "ready", **body})
     return web.json_response({"status": "not ready: Kafka unreachable and the spool is full", **body}, status=503)
+
+
+def _spool_body(spool) -> dict[str, object]:
+    return {"mode": "spool", "spool_records": spool.pending_records, "spool_bytes": spool.pending_bytes}
 
 
 async def metrics(request: web.Request) -> web.Response:

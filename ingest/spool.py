@@ -202,10 +202,7 @@ class Spool:
         """Copy bytes about to be cut from a segment to ``<segment>.torn-<offset>`` (synced), for inspection:
         normally half a record, but whatever follows damage in the middle of a segment is kept too."""
         aside = path.with_name(f"{path.name}.torn-{offset}")
-        with open(aside, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        _write_file_synced(aside, data)
         _fsync_dir(self.directory)
         return aside
 
@@ -229,10 +226,7 @@ class Spool:
         in the spool directory now? Clears ``write_error`` when it can."""
         probe = self.directory / "write-probe"
         try:
-            with open(probe, "wb") as file:
-                file.write(b"\0" * 4096)
-                file.flush()
-                os.fsync(file.fileno())
+            _write_file_synced(probe, b"\0" * 4096)
         except OSError as exc:
             self.write_error = exc.strerror or str(exc)
             return False
@@ -390,15 +384,20 @@ class Spool:
 
     def _write_cursor(self, cursor: Cursor) -> None:
         tmp = self.directory / "cursor.tmp"
-        with open(tmp, "wb") as file:
-            file.write(msgspec.json.encode(cursor))
-            file.flush()
-            os.fsync(file.fileno())
+        _write_file_synced(tmp, msgspec.json.encode(cursor))
         os.replace(tmp, self.directory / "cursor")
         _fsync_dir(self.directory)
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:012d}{_SUFFIX}"
+
+
+def _write_file_synced(path: Path, data: bytes) -> None:
+    """Write ``path`` (replacing it) and fsync it; the caller syncs the directory when the name is new."""
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def _fsync_dir(directory: Path) -> None:
