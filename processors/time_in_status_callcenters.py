@@ -111,8 +111,14 @@ def is_forgotten(state: CallCenterTimeline, contribution: CallCenterContribution
     key = contribution_key(contribution.window_size_ms, contribution.window_start_ms)
     if key in state.windows or state.closed_until_ms is None:
         return False
-    horizon = state.closed_until_ms - late_horizon_ms
-    return contribution.window_start_ms + 2 * contribution.window_size_ms <= horizon
+    return beyond_horizon(contribution.window_size_ms, contribution.window_start_ms,
+                          state.closed_until_ms - late_horizon_ms)
+
+
+def beyond_horizon(size_ms: int, start_ms: int, horizon_ms: int) -> bool:
+    """Is the window ``[start_ms, start_ms + size_ms)`` one that ``close()`` forgets at this horizon (the
+    watermark minus the late horizon): one more window of margin past its end?"""
+    return start_ms + 2 * size_ms <= horizon_ms
 
 
 def close(state: CallCenterTimeline, watermark_ms: int | None, late_horizon_ms: int) -> list[CallCenterTimeInStatus]:
@@ -126,8 +132,9 @@ def close(state: CallCenterTimeline, watermark_ms: int | None, late_horizon_ms: 
     ]
     state.closed_until_ms = watermark_ms
     horizon = watermark_ms - late_horizon_ms
-    for key in [k for k, w in state.windows.items() if w.revision > 0 and w.start_ms + 2 * w.size_ms <= horizon]:
-        del state.windows[key]
+    for key, window in list(state.windows.items()):
+        if window.revision > 0 and beyond_horizon(window.size_ms, window.start_ms, horizon):
+            del state.windows[key]
     return records
 
 

@@ -57,6 +57,7 @@ from processors.time_in_status_callcenters import (
     WatermarkMarker,
     ContributionBatch,
     apply_contribution,
+    beyond_horizon,
     is_forgotten,
     close,
     contribution_key,
@@ -268,7 +269,7 @@ class CallCenterStore:
             horizon = timeline.closed_until_ms - self.late_horizon_ms
             for key, revision in list(windows.items()):
                 size_ms, start_ms = (int(part) for part in key.split(":"))
-                if key not in timeline.windows and revision > 0 and start_ms + 2 * size_ms <= horizon:
+                if key not in timeline.windows and revision > 0 and beyond_horizon(size_ms, start_ms, horizon):
                     outbox.delete(self.window_table, f"{cc}#{key}")
                     del windows[key]
         outbox.put(self.index_table, cc, CallCenterIndex(windows, timeline.closed_until_ms))
