@@ -93,7 +93,7 @@ def decode_event(verified: Verified) -> AgentStatusEvent:
 def _agent_id(payload: bytes) -> str | None:
     try:
         target = _target_decoder.decode(payload).target
-    except (msgspec.DecodeError, UnicodeDecodeError):  # e.g. a signed payload that is not UTF-8
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # e.g. not UTF-8, nested too deeply
         return None
     if target is None or target.id in (None, ""):
         return None

@@ -183,6 +183,8 @@ class TokenVerifier:
                 header = _header_decoder.decode(_b64url(header_segment, "header"))
             except (msgspec.DecodeError, UnicodeDecodeError):  # incl. ValidationError: not an object, wrong types
                 raise VerificationError(MALFORMED, "the token's header is not a JSON object") from None
+            except RecursionError:  # msgspec's limit, about 1,000 levels
+                raise VerificationError(MALFORMED, "the token's header is nested too deeply") from None
             if len(self._headers) < 16:  # one sender sends one header: decode it once, bounded
                 self._headers[header_segment] = header
         if header.alg != _ALGORITHM:
@@ -208,8 +210,8 @@ class TokenVerifier:
         # substring scans (`"exp"`, `"nbf"`, a backslash for escaped names) that used to decide whether to decode.
         try:
             claims = _claims_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            return  # authentic but not a JSON object: schema validation reports it (422) and keeps it
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return  # authentic but not a JSON object (or too deep): schema validation reports it (422), keeps it
         exp = _numeric_date(claims.exp, "exp")
         nbf = _numeric_date(claims.nbf, "nbf")
         if exp is None and nbf is None:

@@ -36,6 +36,9 @@ class RawBatchHandler(Protocol):
         """Apply a batch of decoded events (in partition order): write tables and queue records on ``outbox``."""
 
 
+NO_VALUE = "the record has no value (null, e.g. a tombstone): a raw record must hold an agent status event"
+
+
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender,
              handlers: Sequence[RawBatchHandler]) -> faust.TopicT:
     """The raw-topic batch stage: decodes each batch once and hands it to every handler."""
@@ -46,6 +49,8 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
         batch = []
         for message in messages:
             try:
+                if message.value is None:  # a tombstone: nothing to decode
+                    raise SchemaError(NO_VALUE, "$")
                 decoded = decode_agent_status_event(message.value)
             except SchemaError as exc:
                 dead_letters.send(outbox, message, exc)

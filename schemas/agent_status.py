@@ -105,6 +105,12 @@ def decode_agent_status_event(raw: bytes | str) -> AgentStatusEvent:
         raise SchemaError(f"invalid JSON: {exc}") from None
     except ValueError as exc:  # raised by __post_init__, msgspec does not wrap it with a path
         raise SchemaError(str(exc)) from None
+    except RecursionError:  # msgspec's limit is about 1,000 levels, even inside fields it skips
+        raise SchemaError(TOO_DEEP) from None
+
+
+TOO_DEEP = "invalid JSON: nested too deeply (more than about 1,000 levels of arrays or objects)"
+"""The reason given for a document msgspec refuses to descend into (it raises ``RecursionError``)."""
 
 
 def decode_agent_status_payload(payload: Any) -> AgentStatusEvent:

@@ -157,22 +157,30 @@ async def test_one_worker_builds_exact_rosters_and_answers_queries(kafka_bootstr
     assert code == 404 and "unknown call center" in json.loads(body)["error"]
 
 
-async def test_undecodable_event_goes_to_dead_letter_and_worker_goes_on(kafka_bootstrap, workers, run_id):
+async def test_undecodable_events_go_to_dead_letter_and_worker_goes_on(kafka_bootstrap, workers, run_id):
     workers(1)
+    bad = {  # key suffix: (value, words of the reason)
+        "missing-field": (b'{"target": {"id": "x"}}', "on_duty_status"),
+        "tombstone": (None, "no value"),
+        "too-deep": (b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),  # RecursionError
+    }
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(workers.raw_topic, b'{"target": {"id": "x"}}', key=f"{run_id}-bad".encode())
+        for suffix, (value, _) in bad.items():
+            await producer.send_and_wait(workers.raw_topic, value, key=f"{run_id}-{suffix}".encode())
     finally:
         await producer.stop()
     events = scripted_events(run_id, agents=3, per_agent=4)
     await produce(kafka_bootstrap, workers.raw_topic, events)
     await assert_converges(kafka_bootstrap, run_id, events)
-    letters = [r for r in await read_records(kafka_bootstrap, t.DEAD_LETTER, 10**9, deadline_s=3)
-               if r.key == f"{run_id}-bad".encode()]
-    assert len(letters) == 1
-    letter = json.loads(letters[0].value)
-    assert letter["source_topic"] == workers.raw_topic and "on_duty_status" in letter["reason"]
+    letters = {r.key.decode(): json.loads(r.value)
+               for r in await read_records(kafka_bootstrap, t.DEAD_LETTER, 10**9, deadline_s=3)
+               if r.key.startswith(f"{run_id}-".encode())}
+    assert sorted(letters) == sorted(f"{run_id}-{suffix}" for suffix in bad)
+    for suffix, (_, words) in bad.items():
+        letter = letters[f"{run_id}-{suffix}"]
+        assert letter["source_topic"] == workers.raw_topic and words in letter["reason"]
 
 
 async def test_two_workers_give_the_same_result_and_route_queries(kafka_bootstrap, workers, run_id):

@@ -123,6 +123,15 @@ def test_invalid_json_is_a_schema_error():
         decode_agent_status_event(b'{"target": ')
 
 
+@pytest.mark.parametrize("raw", [
+    pytest.param(b'{"a":' * 5000 + b"1" + b"}" * 5000, id="deep-unknown-field"),
+    pytest.param(b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep-array-in-an-unknown-field"),
+])
+def test_json_nested_too_deeply_is_a_schema_error(raw):
+    with pytest.raises(SchemaError, match="nested too deeply"):  # msgspec raises RecursionError
+        decode_agent_status_event(raw)
+
+
 def test_payload_that_is_not_an_object():
     with pytest.raises(SchemaError) as caught:
         decode_agent_status_payload(["not", "an", "object"])

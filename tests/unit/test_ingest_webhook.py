@@ -307,6 +307,26 @@ async def test_signed_payload_that_is_not_utf8_is_422_and_kept(client, kafka):
     rejected = msgspec.json.decode(record.value, type=RejectedAgentStatus)
     assert record.key is None and rejected.agent_id is None and "\ufffd" in rejected.payload
 
+def signed_raw(payload_bytes: bytes, header: bytes = b'{"alg":"HS256","typ":"JWT"}') -> str:
+    signing_input = f"{b64(header)}.{b64(payload_bytes)}"
+    return f"{signing_input}.{b64(hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest())}"
+
+
+async def test_signed_payload_nested_too_deeply_is_422_and_kept(client, kafka):
+    deep = b'{"x":' + b"[" * 1100 + b"]" * 1100 + b"}"  # beyond msgspec's ~1,000 levels: RecursionError
+    status, body = await post(client, signed_raw(deep))
+    assert status == 422 and body["error"] == "invalid_event" and "nested too deeply" in body["detail"]
+    [record] = kafka.sent
+    assert msgspec.json.decode(record.value, type=RejectedAgentStatus).payload == deep.decode()
+
+
+async def test_header_nested_too_deeply_is_401_malformed(client, kafka):
+    status, body = await post(client, signed_raw(json.dumps(SPEC_SAMPLE).encode(),
+                                                 header=b'{"alg":"HS256","x":' + b"[" * 1100 + b"]" * 1100 + b"}"))
+    assert status == 401 and body["error"] == "verification_failed:malformed" and "too deeply" in body["detail"]
+    assert kafka.sent == []
+
+
 # ----- operating endpoints -----------------------------------------------------------------------------------
 
 async def test_healthz_readyz_and_metrics(client):
