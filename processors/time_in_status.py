@@ -655,9 +655,12 @@ class TimeInStatusCore:
         self, state: AgentTimeline, chunks: ChunkStore, size: int, from_ms: int, to_ms: int
     ) -> list[AgentTimeInStatus]:
         """The agent's windows of ``size`` starting in ``[from_ms, to_ms)``: closed ones recomputed from the
-        history, open ones as accumulated so far (``final`` false)."""
+        history, open ones as accumulated so far (``final`` false). A closed window that starts before
+        ``history_from_ms`` is left out: the steps it needs were dropped beyond the late horizon (its record
+        was published when it closed)."""
         if state.counted_until_ms is None:
             return []
+        kept_from = self.history_from_ms(state)
         first = window_start(from_ms, size)
         if first < from_ms:
             first += size
@@ -667,6 +670,9 @@ class TimeInStatusCore:
         start = first
         while start < to_ms and start <= state.counted_until_ms:
             if closed is not None and start + size <= closed:
+                if kept_from is not None and start < kept_from:
+                    start += size
+                    continue
                 agent, _ = self.recompute(previous, steps, start, start + size)
                 if agent.ms_by_status or agent.entries_by_status:  # before the first event: nothing known
                     records.append(self.agent_record(state.agent_id, size, start, state.seq, True, agent))
@@ -677,6 +683,12 @@ class TimeInStatusCore:
                     records.append(self.agent_record(state.agent_id, size, start, state.seq, False, agent))
             start += size
         return records
+
+    @staticmethod
+    def history_from_ms(state: AgentTimeline) -> int | None:
+        """Where the agent's history is known in full: from the latest step dropped beyond the late horizon
+        (in effect until the next kept step); ``None`` while nothing was dropped."""
+        return state.baseline.date_ms if state.baseline is not None else None
 
     @staticmethod
     def _interval(agent_id: str, step: Step, end_ms: int, late: bool) -> StatusInterval:

@@ -2,7 +2,9 @@
 
 Query parameters: ``size`` (one of ``ONDUTY_WINDOWS``, e.g. ``15m``; default the smallest), ``from`` and ``to``
 (unix ms, windows starting in ``[from, to)``; default the last day of event time). Closed windows are final; open
-ones are answered as counted so far (``final`` false). Any worker answers:
+ones are answered as counted so far (``final`` false). An agent's closed windows are recomputed from its history,
+which is kept for the late horizon: the answer's ``history_from_ms`` says where it starts (null: all of it), and
+windows starting earlier are left out (they were published when they closed). Any worker answers:
 ``processors.query_routing.route_to_owner`` forwards to the owner of the key's partition.
 """
 
@@ -64,7 +66,8 @@ def register(app: faust.App, stage: TimeInStatusStage) -> None:
             return view.error(400, str(exc), agent_id=agent_id)
         windows = stage.core.windows_between(state, chunks, size, from_ms, to_ms)
         return view.json({"agent_id": agent_id, "window_size": format_duration(size), "from_ms": from_ms,
-                          "to_ms": to_ms, "windows": msgspec.to_builtins(windows)})
+                          "to_ms": to_ms, "history_from_ms": stage.core.history_from_ms(state),
+                          "windows": msgspec.to_builtins(windows)})
 
     @app.page("/callcenters/{call_center_id}/time-in-status")
     @route_to_owner(app, stage.callcenter_table, "call_center_id")

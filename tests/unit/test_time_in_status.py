@@ -295,3 +295,27 @@ def test_query_gives_closed_windows_from_history_and_open_ones_as_counted_so_far
         (BASE + 15 * M, True, {"available": 15 * M}),
         (BASE + 30 * M, False, {"available": 10 * M}),
     ]
+
+
+def test_query_leaves_out_closed_windows_whose_history_was_dropped_beyond_the_late_horizon() -> None:
+    day = 86_400_000
+    config = TimeInStatusConfig(sizes_ms=(day,), grace_ms=0, late_horizon_ms=2 * day, chunk_ms=day)
+    core, state, chunks = TimeInStatusCore(config), AgentTimeline("a1"), ChunkStore()
+    published = {}
+    for date, status in [(BASE + day, "available"), (BASE + day + day // 2, "busy"), (BASE + 2 * day, "wrapup"),
+                         (BASE + 3 * day, "lunching"), (BASE + 10 * day, "available")]:
+        watermark = core.watermark(date)
+        _, emitted = core.apply(state, chunks, event("a1", date, status), watermark, NOW)
+        _, emitted = core.close(state, chunks, watermark, emitted)
+        published.update({r.window_start_ms: r.totals.ms_by_status for r in emitted.agent_windows})
+    assert published[BASE + day] == {"available": day // 2, "busy": day // 2}
+    kept_from = core.history_from_ms(state)
+    assert kept_from == BASE + 3 * day  # the latest dropped step: "lunching" from day 3 on
+    records = core.windows_between(state, chunks, day, BASE - 2 * day, BASE + 11 * day)
+    starts = [r.window_start_ms for r in records]
+    assert starts == [BASE + d * day for d in range(3, 11)]  # nothing before the kept history, nor invented
+    *closed, still_open = records
+    for record in closed:  # what the query answers for a closed window is what was published
+        assert record.final and record.totals.ms_by_status == published[record.window_start_ms]
+    assert not still_open.final and still_open.window_start_ms == BASE + 10 * day
+    assert closed[0].totals.ms_by_status == {"lunching": day}
