@@ -33,11 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command; a setting it cannot use or a Kafka it cannot reach ends it with the reason (exit 2)."""
+    from onduty.env import SettingsError
+    from onduty.topics_admin import TopicsError
+
+    try:
+        parser = build_parser()  # some options take their defaults from ONDUTY_* variables
+    except SettingsError as exc:
+        print(f"onduty: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (SettingsError, TopicsError) as exc:
+        print(f"onduty {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

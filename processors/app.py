@@ -20,6 +20,7 @@ def broker_urls(bootstrap: str) -> list[str]:
 
 def create_app(settings: ProcessorSettings) -> faust.App:
     """A worker app with every stage registered; several workers with the same ``app_id`` share the partitions."""
+    settings.check()
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onduty.env import (
+    SettingsError,
     env_bool,
     env_duration_ms,
     env_durations_ms,
@@ -56,6 +57,34 @@ class ProcessorSettings:
     """How often input offsets are committed, each commit preceded by the tables' changelog records: a key
     written many times in an interval costs one changelog record; a crash replays up to this much input."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> "ProcessorSettings":
+        """Refuse settings a worker cannot run with (raise ``SettingsError`` naming the variable); return ``self``."""
+        positive = {
+            "ONDUTY_PARTITIONS": self.partitions, "ONDUTY_LATE_HORIZON": self.late_horizon_ms,
+            "ONDUTY_IDLE_AFTER": self.idle_after_ms, "ONDUTY_SESSION_TIMEOUT": self.session_timeout_ms,
+            "ONDUTY_PROCESSOR_BATCH_SIZE": self.batch_size,
+            "ONDUTY_PROCESSOR_COMMIT_INTERVAL": self.commit_interval_ms,
+        }
+        not_negative = {
+            "ONDUTY_GRACE": self.grace_ms, "ONDUTY_STANDBY_REPLICAS": self.standby_replicas,
+            "ONDUTY_PROCESSOR_BATCH_WITHIN": self.batch_within_ms,
+            "ONDUTY_PROCESSOR_BATCH_MAX_WAIT": self.batch_max_wait_ms,
+            "ONDUTY_PRODUCER_LINGER_MS": self.producer_linger_ms,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, not {value}")
+        for name, value in not_negative.items():
+            if value < 0:
+                raise SettingsError(f"{name} must not be negative, not {value}")
+        sizes = self.window_sizes_ms
+        if not sizes or any(size <= 0 for size in sizes) or len(set(sizes)) != len(sizes):
+            raise SettingsError("ONDUTY_WINDOWS must list one or more distinct positive window sizes, e.g. 15m,1h,1d")
+        if self.replication_factor is not None and self.replication_factor < 1:
+            raise SettingsError(f"ONDUTY_REPLICATION_FACTOR must be positive (0: automatic), "
+                                f"not {self.replication_factor}")
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ProcessorSettings":

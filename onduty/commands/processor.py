@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ProcessorSettings.from_env()
     overrides = {"web_port": args.web_port, "web_host": args.web_host, "data_dir": args.data_dir}
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None}).check()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     brokers = ensure_pipeline_topics(settings)
     if settings.replication_factor is None:

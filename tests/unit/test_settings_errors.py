@@ -1,0 +1,46 @@
+"""Settings a component cannot use are refused at start with the variable named, not a traceback later."""
+
+from __future__ import annotations
+
+import pytest
+
+from onduty import cli
+from processors.settings import ProcessorSettings
+
+
+@pytest.mark.parametrize("variable, value, words", [
+    ("ONDUTY_WINDOWS", "0m,1h", "ONDUTY_WINDOWS must list"),
+    ("ONDUTY_WINDOWS", "15m,15m", "distinct"),
+    ("ONDUTY_WINDOWS", "", "ONDUTY_WINDOWS must list"),
+    ("ONDUTY_PARTITIONS", "0", "ONDUTY_PARTITIONS must be positive"),
+    ("ONDUTY_LATE_HORIZON", "0s", "ONDUTY_LATE_HORIZON must be positive"),
+    ("ONDUTY_PROCESSOR_BATCH_SIZE", "0", "ONDUTY_PROCESSOR_BATCH_SIZE must be positive"),
+    ("ONDUTY_STANDBY_REPLICAS", "-1", "ONDUTY_STANDBY_REPLICAS must not be negative"),
+    ("ONDUTY_REPLICATION_FACTOR", "-2", "ONDUTY_REPLICATION_FACTOR must be positive"),
+])
+def test_processor_settings_refuse_values_a_worker_cannot_run_with(variable, value, words):
+    with pytest.raises(ValueError, match=words):
+        ProcessorSettings.from_env({variable: value}).check()
+
+
+def test_default_processor_settings_pass_the_check():
+    assert ProcessorSettings.from_env({}).check() == ProcessorSettings.from_env({})
+
+
+@pytest.mark.parametrize("argv, variable, value, words", [
+    (["processor"], "ONDUTY_WINDOWS", "0m", "onduty processor: ONDUTY_WINDOWS must list"),
+    (["processor"], "ONDUTY_WINDOWS", "soon", "onduty processor: ONDUTY_WINDOWS: 'soon' is not a duration"),
+    (["schemas", "export"], "ONDUTY_INGEST_PORT", "x", "onduty: ONDUTY_INGEST_PORT='x' is not an integer"),
+])
+def test_the_command_names_the_bad_setting_and_exits_2(monkeypatch, capsys, argv, variable, value, words):
+    monkeypatch.setenv(variable, value)
+    assert cli.main(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_an_unreachable_kafka_is_one_line_not_a_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("ONDUTY_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens on port 1
+    monkeypatch.setenv("ONDUTY_PROCESSOR_DATA_DIR", str(tmp_path))
+    assert cli.main(["processor"]) == 2
+    err = capsys.readouterr().err
+    assert "onduty processor: cannot reach Kafka at 127.0.0.1:1" in err and "Traceback" not in err
