@@ -37,6 +37,7 @@ from processors.faust_io import (
     raw_topic,
 )
 from processors.batches import BatchRecord, batch_agent
+from processors.idle_advance import Watch, idle_advanced_date
 from processors.internal_codec import InternalDecoder, encode_internal
 from processors.outbox import Outbox
 from processors.raw_events import RawEvent
@@ -328,14 +329,19 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
                                   "Source watermarks per contributions partition")
     keys = partition_keys(partitions)
     close_schedule = CloseSchedule(core, agent_table, partitions)
+    watches: dict[int, Watch] = {}
+    """Per source partition, since when this worker watches it for idle advance (in memory: a restart or an
+    assignment change starts new watches)."""
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
         close_schedule.forget()
+        watches.clear()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: faust.App, assigned: set, **kwargs: object) -> None:
         close_schedule.forget()
+        watches.clear()
     contributions_name = contributions.get_topic_name()
 
     def agent_batch(items: Sequence[RawEvent | Tick], outbox: Outbox) -> None:
@@ -362,15 +368,19 @@ def register(app: faust.App, settings: ProcessorSettings) -> TimeInStatusStage:
         for item in items:
             clock = clock_of(item.partition)
             if isinstance(item, Tick):
-                idle_since = wall - settings.idle_after_ms
-                fresh = item.sent_ms > idle_since  # a replayed backlog of ticks must not outrun the raw events
-                idle_for = wall - clock.last_event_wall_ms
-                if settings.idle_advance and fresh and clock.event_max_date_ms is not None \
-                        and idle_for >= settings.idle_after_ms:
-                    # Event time moves on by the wall-clock time the partition has been idle, counted from its
-                    # latest event: live data ends up near the wall clock; replayed history, however old, is
-                    # never thrown years ahead (which would make every later event of it "late").
-                    advanced = clock.event_max_date_ms + idle_for - settings.idle_after_ms
+                fresh = item.sent_ms > wall - settings.idle_after_ms  # a replayed backlog of ticks must not
+                if not settings.idle_advance or not fresh:  # outrun the raw events
+                    continue
+                watch = watches.get(item.partition)
+                if watch is None:  # the first tick since this worker has the partition: the watch starts
+                    watches[item.partition] = Watch(wall, clock.max_date_ms)
+                    continue
+                # Event time moves on by the wall-clock time the partition has been idle, counted from its latest
+                # event (or the watch's start): live data ends up near the wall clock; replayed history, however
+                # old, is never thrown years ahead (which would make every later event of it "late").
+                advanced = idle_advanced_date(watch, clock.event_max_date_ms, clock.last_event_wall_ms, wall,
+                                              settings.idle_after_ms)
+                if advanced is not None:
                     clock.max_date_ms = max(clock.max_date_ms or advanced, advanced)
                 continue
             decoded = item.event
