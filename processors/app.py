@@ -39,6 +39,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",
         web_host=settings.web_host,
+        web_bind=settings.web_bind or settings.web_host,
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         datadir=str(settings.data_dir),

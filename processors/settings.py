@@ -33,7 +33,10 @@ class ProcessorSettings:
     standby_replicas: int = 1
     """Faust standby replicas of each table on other workers, for fast fail-over."""
     web_host: str = "127.0.0.1"
+    """The query API's address as other workers reach it (they forward queries to a key's owner)."""
     web_port: int = 6066
+    web_bind: str | None = None
+    """The address the query API listens on; None: ``web_host``. ``0.0.0.0`` in a container."""
     data_dir: Path = Path("var/processor")
     window_sizes_ms: tuple[int, ...] = (15 * 60_000, 3_600_000, 86_400_000)
     grace_ms: int = 5 * 60_000
@@ -98,6 +101,7 @@ class ProcessorSettings:
             standby_replicas=env_int("STANDBY_REPLICAS", 1, environ),
             web_host=env_str("PROCESSOR_WEB_HOST", "127.0.0.1", environ),
             web_port=env_int("PROCESSOR_WEB_PORT", 6066, environ),
+            web_bind=env_str("PROCESSOR_WEB_BIND", "", environ) or None,
             data_dir=Path(env_str("PROCESSOR_DATA_DIR", "var/processor", environ)),
             window_sizes_ms=tuple(env_durations_ms("WINDOWS", "15m,1h,1d", environ)),
             grace_ms=env_duration_ms("GRACE", "5m", environ),

@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="query API port (ONDUTY_PROCESSOR_WEB_PORT, default 6066)")
     parser.add_argument("--web-host", default=None,
                         help="query API host, also the address other workers forward to (ONDUTY_PROCESSOR_WEB_HOST)")
+    parser.add_argument("--web-bind", default=None,
+                        help="address the query API listens on (ONDUTY_PROCESSOR_WEB_BIND, default: the web host)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="worker data directory (ONDUTY_PROCESSOR_DATA_DIR, default var/processor)")
     parser.set_defaults(func=run)
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from processors.settings import ProcessorSettings
 
     settings = ProcessorSettings.from_env()
-    overrides = {"web_port": args.web_port, "web_host": args.web_host, "data_dir": args.data_dir}
+    overrides = {"web_port": args.web_port, "web_host": args.web_host, "web_bind": args.web_bind,
+                 "data_dir": args.data_dir}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None}).check()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     brokers = ensure_pipeline_topics(settings)
