@@ -76,7 +76,8 @@ def register(app: faust.App, stage: TimeInStatusStage) -> None:
     async def callcenter_time_in_status(view: View, request: Request, call_center_id: str) -> Response:
         state = stage.call_center(call_center_id)
         if state is None:
-            return view.error(404, f"unknown call center: no agent time seen for call center id {call_center_id!r}",
+            return view.error(404, f"unknown call center: no time-in-status window of call center id "
+                                   f"{call_center_id!r} yet (its windows appear as its agents' windows close)",
                               call_center_id=call_center_id)
         latest = max((w.start_ms for w in state.windows.values()), default=None)
         try:
