@@ -12,9 +12,9 @@ from onduty.env import env_int, env_str
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("kafka", help="run a local single-node Kafka broker until Ctrl-C")
-    parser.add_argument("--port", type=int, default=env_int("KAFKA_PORT", 9092),
+    parser.add_argument("--port", type=int, default=None,
                         help="client port on 127.0.0.1 (ONDUTY_KAFKA_PORT, default 9092)")
-    parser.add_argument("--data-dir", type=Path, default=env_str("KAFKA_DATA_DIR", "") or None,
+    parser.add_argument("--data-dir", type=Path, default=None,
                         help="broker data directory, kept across runs (ONDUTY_KAFKA_DATA_DIR; default: a fresh temporary one)")
     parser.set_defaults(func=run)
 
@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from onduty.kafka_broker import BrokerConfig, LocalKafkaBroker
 
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="onduty-kafka-"))
-    broker = LocalKafkaBroker(BrokerConfig(data_dir=Path(data_dir), port=args.port))
+    port = args.port if args.port is not None else env_int("KAFKA_PORT", 9092)  # read here, not at parser build
+    data_dir = args.data_dir or env_str("KAFKA_DATA_DIR", "") or Path(tempfile.mkdtemp(prefix="onduty-kafka-"))
+    broker = LocalKafkaBroker(BrokerConfig(data_dir=Path(data_dir), port=port))
     bootstrap = broker.start()
     print(f"Kafka ready: bootstrap {bootstrap} (data {data_dir}, log {broker.log_file})", flush=True)
     wait_for_termination()

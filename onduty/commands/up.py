@@ -21,13 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=2, help="processor workers (default 2)")
     parser.add_argument("--var-dir", type=Path, default=Path("var"),
                         help="data and logs of every service (default ./var, kept across runs)")
-    parser.add_argument("--kafka-port", type=int, default=env_int("KAFKA_PORT", 9092),
+    parser.add_argument("--kafka-port", type=int, default=None,
                         help="port of the local broker (ONDUTY_KAFKA_PORT, default 9092)")
     parser.add_argument("--bootstrap", default=None,
                         help="use this existing Kafka instead of starting the local broker")
-    parser.add_argument("--ingest-port", type=int, default=env_int("INGEST_PORT", 8080),
+    parser.add_argument("--ingest-port", type=int, default=None,
                         help="webhook port (ONDUTY_INGEST_PORT, default 8080)")
-    parser.add_argument("--web-port", type=int, default=env_int("PROCESSOR_WEB_PORT", 6066),
+    parser.add_argument("--web-port", type=int, default=None,
                         help="query API port of the first worker; the next ones count up (default 6066)")
     parser.set_defaults(func=run)
 
@@ -38,12 +38,17 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("onduty up: --workers must be at least 1", file=sys.stderr)
         return 2
+    # defaults from the environment are read here, not when the parser is built: a bad value of a variable only
+    # `up` uses must not break every other command
+    config = StackConfig(
+        var_dir=args.var_dir, bootstrap=args.bootstrap, workers=args.workers,
+        kafka_port=args.kafka_port if args.kafka_port is not None else env_int("KAFKA_PORT", 9092),
+        ingest_port=args.ingest_port if args.ingest_port is not None else env_int("INGEST_PORT", 8080),
+        first_web_port=args.web_port if args.web_port is not None else env_int("PROCESSOR_WEB_PORT", 6066))
     # while starting, Ctrl-C / SIGTERM interrupt the start; once up, they ask the supervision loop to stop
     signal.signal(signal.SIGTERM, _interrupt)
     stop: list[int] = []
-    stack = LocalStack(StackConfig(var_dir=args.var_dir, kafka_port=args.kafka_port, bootstrap=args.bootstrap,
-                                   ingest_port=args.ingest_port, workers=args.workers,
-                                   first_web_port=args.web_port))
+    stack = LocalStack(config)
     try:
         stack.start()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -30,7 +30,8 @@ def test_default_processor_settings_pass_the_check():
 @pytest.mark.parametrize("argv, variable, value, words", [
     (["processor"], "ONDUTY_WINDOWS", "0m", "onduty processor: ONDUTY_WINDOWS must list"),
     (["processor"], "ONDUTY_WINDOWS", "soon", "onduty processor: ONDUTY_WINDOWS: 'soon' is not a duration"),
-    (["schemas", "export"], "ONDUTY_INGEST_PORT", "x", "onduty: ONDUTY_INGEST_PORT='x' is not an integer"),
+    (["up"], "ONDUTY_INGEST_PORT", "x", "onduty up: ONDUTY_INGEST_PORT='x' is not an integer"),
+    (["kafka"], "ONDUTY_KAFKA_PORT", "9o92", "onduty kafka: ONDUTY_KAFKA_PORT='9o92' is not an integer"),
 ])
 def test_the_command_names_the_bad_setting_and_exits_2(monkeypatch, capsys, argv, variable, value, words):
     monkeypatch.setenv(variable, value)
@@ -44,3 +45,11 @@ def test_an_unreachable_kafka_is_one_line_not_a_traceback(monkeypatch, capsys, t
     assert cli.main(["processor"]) == 2
     err = capsys.readouterr().err
     assert "onduty processor: cannot reach Kafka at 127.0.0.1:1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("variable", ["ONDUTY_INGEST_PORT", "ONDUTY_KAFKA_PORT", "ONDUTY_PROCESSOR_WEB_PORT"])
+def test_a_bad_variable_of_one_command_leaves_the_others_alone(monkeypatch, capsys, variable):
+    monkeypatch.setenv(variable, "not-a-port")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["schemas", "--help"])
+    assert exited.value.code == 0 and "export" in capsys.readouterr().out
