@@ -49,16 +49,18 @@ KEEP_FOREVER = -1
 
 
 def pipeline_topics(
-    raw_topic: str = RAW_AGENT_STATUS, partitions: int = DEFAULT_PARTITIONS
+    raw_topic: str = RAW_AGENT_STATUS, partitions: int = DEFAULT_PARTITIONS,
+    rejected_topic: str = REJECTED_AGENT_STATUS,
 ) -> list[TopicSpec]:
-    """Every topic the ingest service and the processors write, as the documented configuration."""
+    """Every topic the ingest service and the processors write, as the documented configuration (the raw and
+    rejected topics under the names the ingest is configured with)."""
     keep_30_days = 30 * _DAY_MS
     return [
         # Kept forever: the raw topic is the replayable source of truth, and its message timestamps are event
         # times, so time-based retention would delete a replayed day of history at once.
         TopicSpec(raw_topic, "delete", partitions, KEEP_FOREVER,
                   "Verified, normalised Dialpad agent status events; key = agent id."),
-        TopicSpec(REJECTED_AGENT_STATUS, "delete", partitions, keep_30_days,
+        TopicSpec(rejected_topic, "delete", partitions, keep_30_days,
                   "Authentic events that failed validation, with the reason; key = agent id if known."),
         TopicSpec(AGENT_STATE, "compact", partitions, None,
                   "Current and previous state of each agent; key = agent id."),

@@ -65,13 +65,15 @@ def ensure_pipeline_topics(settings) -> int:
     import asyncio
     import logging
 
+    from onduty.env import env_str
     from onduty.topics_admin import ensure_topics
-    from schemas.topics import pipeline_topics
+    from schemas.topics import REJECTED_AGENT_STATUS, pipeline_topics
 
     async def ensure() -> tuple[list, int]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        specs = pipeline_topics(settings.raw_topic, settings.partitions)
+        specs = pipeline_topics(settings.raw_topic, settings.partitions,
+                                rejected_topic=env_str("REJECTED_TOPIC", REJECTED_AGENT_STATUS))
         reports = await ensure_topics(settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor)
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()

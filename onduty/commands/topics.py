@@ -8,7 +8,7 @@ import sys
 import time
 
 from onduty.env import env_int, env_str, kafka_bootstrap
-from schemas.topics import DEFAULT_PARTITIONS, RAW_AGENT_STATUS
+from schemas.topics import DEFAULT_PARTITIONS, RAW_AGENT_STATUS, REJECTED_AGENT_STATUS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap or kafka_bootstrap()
     partitions = args.partitions or env_int("PARTITIONS", DEFAULT_PARTITIONS)
     replication = args.replication_factor or env_int("REPLICATION_FACTOR", 0) or None
-    specs = pipeline_topics(env_str("RAW_TOPIC", RAW_AGENT_STATUS), partitions)
+    specs = pipeline_topics(env_str("RAW_TOPIC", RAW_AGENT_STATUS), partitions,
+                            rejected_topic=env_str("REJECTED_TOPIC", REJECTED_AGENT_STATUS))
     deadline = time.monotonic() + args.wait
     while True:
         try:

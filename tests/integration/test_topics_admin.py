@@ -120,7 +120,7 @@ async def test_wrong_partition_count_is_reported_by_the_command_with_a_failing_e
     specs = unique_specs(unique_name, partitions=4)
     await create_topics(kafka_bootstrap, [specs[0].name], partitions=2, configs=specs[0].configs())
     await wait_until(lambda: topic_listed(kafka_bootstrap, specs[0].name), deadline_s=15)
-    monkeypatch.setattr("schemas.topics.pipeline_topics", lambda raw_topic, partitions: specs)
+    monkeypatch.setattr("schemas.topics.pipeline_topics", lambda raw_topic, partitions, **names: specs)
 
     def command(*args: str) -> int:
         return cli.main(["topics", "--bootstrap", kafka_bootstrap, *args])
