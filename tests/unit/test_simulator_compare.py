@@ -46,7 +46,7 @@ def test_a_correct_pipeline_matches():
     assert result.checked["agents windows"] > 8
 
 
-def test_tombstones_remove_roster_entries_and_later_revisions_win():
+def test_tombstones_remove_roster_entries_and_later_records_win():
     expected = _expected()
     topics = _published(expected)
     center, agents = next(iter(expected["rosters"].items()))
@@ -57,13 +57,24 @@ def test_tombstones_remove_roster_entries_and_later_revisions_win():
     topics[t.CALLCENTER_AGENTS] += [(f"{center}:{agent}", {"call_center_id": center, "agent_id": agent,
                                                            "on_duty_status": agents[agent]})]
     assert compare(expected, topics).ok
-    # a stale lower revision published later does not override the correction
-    key, value = topics[t.AGENT_TIME_IN_STATUS][0]
-    stale = copy.deepcopy(value)
-    stale["revision"] = 0
-    stale["totals"] = {"ms_by_status": {"busy": 1}}
-    topics[t.AGENT_TIME_IN_STATUS].append((key, stale))
+
+
+def test_the_last_window_record_wins_even_with_a_lower_revision():
+    # after a worker crash the correct re-emission can carry a lower revision than a record sent just before the
+    # crash: a consumer keeps the last record per key in partition order (docs/topics.md), and so does --verify
+    expected = _expected()
+    topics = _published(expected)
+    key, correct = topics[t.AGENT_TIME_IN_STATUS][0]
+    before_crash = copy.deepcopy(correct)
+    before_crash["revision"] = 5
+    before_crash["totals"] = {"ms_by_status": {"busy": 1}}
+    reemitted = {**correct, "revision": 2}
+    topics[t.AGENT_TIME_IN_STATUS] += [(key, before_crash), (key, reemitted)]
     assert compare(expected, topics).ok
+    # and the other way round: a wrong record last is a mismatch, whatever the revisions
+    topics[t.AGENT_TIME_IN_STATUS] += [(key, {**before_crash, "revision": 1})]
+    result = compare(expected, topics)
+    assert result.mismatches == {"agents windows": 1}, result.summary()
 
 
 def test_wrong_totals_missing_windows_and_wrong_states_are_reported():
