@@ -32,6 +32,7 @@ schemas: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-# Benchmarks (not tests): candidate vs ceiling in the same run; writes bench/RESULTS.md. E.g. `make bench BENCH="processors --quick"`.
+# Benchmarks (not tests): candidate vs ceiling in the same run; adds the run on top of bench/RESULTS.md, keeping the earlier
+# ones. E.g. `make bench BENCH="processors --quick"` (a quick harness check: printed, not recorded).
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench $(BENCH)

@@ -1,5 +1,7 @@
 """Run the benchmarks: ``.venv/bin/python -m bench [ingest processors e2e replay] [--rounds N] [--quick]``
-(or ``make bench``). Prints a table and writes ``bench/RESULTS.md`` with the machine it ran on.
+(or ``make bench``). Prints a table and adds it, with the machine it ran on, to the top of ``bench/RESULTS.md``:
+earlier runs are always kept. A ``--quick`` run (small inputs, for checking the harness) only prints its table,
+unless ``--output`` names a file.
 
 Not part of the test suite. The processor, end-to-end and replay benchmarks start a quiet Kafka broker of their
 own on a free loopback port unless ``--bootstrap`` names one; everything listens on 127.0.0.1 only.
@@ -121,6 +123,25 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     return results
 
 
+RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
+RESULTS_HEADER = "# Benchmark results\n\nWritten by `python -m bench` (`make bench`); the newest run first.\n\n"
+
+
+def results_file(args: argparse.Namespace) -> Path | None:
+    """Where this run is recorded: ``--output``, else ``bench/RESULTS.md``; a ``--quick`` run nowhere by default."""
+    if args.output is not None:
+        return args.output
+    return None if args.quick else RESULTS_FILE
+
+
+def record_run(path: Path, section: str) -> None:
+    """Add one run's section at the top of ``path``, keeping every earlier run below it."""
+    previous = path.read_text() if path.exists() else ""
+    if previous.startswith(RESULTS_HEADER):
+        previous = previous[len(RESULTS_HEADER):]
+    path.write_text(RESULTS_HEADER + section + ("\n" + previous if previous else ""))
+
+
 class _nothing:
     def __enter__(self) -> None:
         return None
@@ -129,21 +150,27 @@ class _nothing:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("benchmarks", nargs="*", metavar="BENCHMARK",
                         help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per benchmark (default 3, replay 1)")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for checking the harness")
     parser.add_argument("--bootstrap", default=None, help="use this Kafka broker instead of starting a quiet one")
-    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--output", type=Path, default=None,
+                        help="add the run to this file (default bench/RESULTS.md; a --quick run: no file)")
     parser.add_argument("--rev", default=None,
                         help="run the services from this committed revision (git archive) instead of the working "
                              "tree, e.g. HEAD")
     parser.add_argument("--append", action="store_true",
-                        help="keep the earlier runs in the output file (newest first) instead of replacing them")
+                        help="accepted for old command lines: every run keeps the earlier ones (newest first)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of the services)")
     parser.add_argument("--verbose", action="store_true", help="log the benchmarks' details (e.g. output growth)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.benchmarks = args.benchmarks or list(BENCHMARKS)
     unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
@@ -159,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(main_async(args))
     section = render(results, args, host)
     print(section)
-    previous = args.output.read_text() if args.append and args.output.exists() else ""
-    header = "# Benchmark results\n\nWritten by `python -m bench` (`make bench`); the newest run first.\n\n"
-    if previous.startswith(header):
-        previous = previous[len(header):]
-    args.output.write_text(header + section + ("\n" + previous if previous else ""))
-    print(f"wrote {args.output}", file=sys.stderr)
+    output = results_file(args)
+    if output is None:
+        print("a --quick run is not recorded (pass --output FILE to keep it)", file=sys.stderr)
+        return 0
+    record_run(output, section)
+    print(f"added the run to {output}", file=sys.stderr)
     return 0
 
 
