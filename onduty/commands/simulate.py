@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from onduty.env import env_duration_ms, env_durations_ms, env_int, env_list, parse_duration_ms
+from onduty.env import SettingsError, env_duration_ms, env_int, env_list, env_str, parse_duration_ms
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,10 @@ def parse_start_ms(text: str) -> int:
         return int(time.time() * 1000)
     if text.isdigit():
         return int(text)
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use ISO 8601 (e.g. 2026-01-05T08:00Z), unix ms or 'now'") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return int(moment.timestamp() * 1000)
@@ -44,18 +47,44 @@ def recent_start_ms(duration_ms: int, now_ms: int | None = None) -> int:
     return now_ms - now_ms % day - -(-duration_ms // day) * day
 
 
+def parse_window_sizes_ms(text: str) -> list[int]:
+    """``"15m,1h,1d"`` -> their lengths in ms: one or more distinct positive durations."""
+    sizes = [parse_duration_ms(item) for item in text.split(",") if item.strip()]
+    if not sizes or any(size <= 0 for size in sizes) or len(set(sizes)) != len(sizes):
+        raise ValueError(f"{text!r} is not a list of distinct positive window sizes (e.g. 15m,1h,1d)")
+    return sizes
+
+
+def _option(parse):
+    """An argparse ``type`` from a parser that raises ``ValueError``: the message becomes argparse's error line."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _positive(number: type):
+    """An argparse ``type``: an ``int`` or ``float`` above zero."""
+    def parse(text: str):
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+    parse.__name__ = f"positive {number.__name__}"
+    return parse
+
+
 def _share(text: str) -> float:
     value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (or 0% and 100%)")
     return value
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,8 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     traffic.add_argument("--agents", type=int, default=50, help="number of agents (default 50)")
     traffic.add_argument("--call-centers", type=int, default=3, help="number of call centers (default 3)")
     traffic.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    traffic.add_argument("--duration", type=_duration, default="8h", help="event-time span, e.g. 8h, 1d (default 8h)")
-    traffic.add_argument("--start", type=parse_start_ms, default=None,
+    traffic.add_argument("--duration", type=_option(parse_duration_ms), default="8h",
+                         help="event-time span, e.g. 8h, 1d (default 8h)")
+    traffic.add_argument("--start", type=_option(parse_start_ms), default=None,
                          help="event-time start: ISO 8601, unix ms or 'now' (default: the UTC midnight that ends the span by "
                               "today's midnight)")
     traffic.add_argument("--duplicates", type=_share, default=0.02,
@@ -79,11 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     traffic.add_argument("--close-windows", action="store_true",
                          help="end with each agent's unchanged state at start + duration + grace, so every window "
                               "inside the duration closes")
-    traffic.add_argument("--grace", type=_duration, default=None, help="watermark grace (ONDUTY_GRACE, default 5m)")
-    traffic.add_argument("--partitions", type=int, default=None,
+    traffic.add_argument("--grace", type=_option(parse_duration_ms), default=None,
+                         help="watermark grace (ONDUTY_GRACE, default 5m)")
+    traffic.add_argument("--partitions", type=_positive(int), default=None,
                          help="raw topic partitions, for the lowest watermark of the expected results "
                               "(ONDUTY_PARTITIONS, default 8)")
-    traffic.add_argument("--windows", default=None,
+    traffic.add_argument("--windows", type=_option(parse_window_sizes_ms), default=None,
                          help="window sizes of the expected totals (ONDUTY_WINDOWS, default 15m,1h,1d)")
 
     target = parser.add_argument_group("targets")
@@ -102,11 +133,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     posting = parser.add_argument_group("posting")
     posting.add_argument("--secret", default=None, help="HS256 secret (default: first of ONDUTY_WEBHOOK_SECRETS)")
     posting.add_argument("--unsigned", action="store_true", help="post plain JSON (ingest needs ONDUTY_ALLOW_UNSIGNED)")
-    posting.add_argument("--rate", type=float, default=None, help="requests per second (default: as fast as possible)")
-    posting.add_argument("--speed", type=float, default=None,
+    posting.add_argument("--rate", type=_positive(float), default=None,
+                         help="requests per second (default: as fast as possible)")
+    posting.add_argument("--speed", type=_positive(float), default=None,
                          help="keep the event-time pacing, compressed: 3600 replays an hour per second")
-    posting.add_argument("--concurrency", type=int, default=64, help="connections at most (default 64)")
-    posting.add_argument("--max-seconds", type=float, default=None, help="stop posting after this many seconds")
+    posting.add_argument("--concurrency", type=_positive(int), default=64, help="connections at most (default 64)")
+    posting.add_argument("--max-seconds", type=_positive(float), default=None,
+                         help="stop posting after this many seconds")
     posting.add_argument("--no-retry", action="store_true", help="do not retry 5xx answers like Dialpad does")
     parser.set_defaults(func=run)
 
@@ -127,11 +160,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     if args.replay:
-        deliveries = list(read_deliveries(args.replay))
+        try:
+            deliveries = list(read_deliveries(args.replay))
+        except (OSError, ValueError) as exc:
+            print(f"onduty simulate: --replay {args.replay}: {_reason(exc)}", file=sys.stderr)
+            return 2
         print(f"read {len(deliveries)} deliveries from {args.replay}", file=sys.stderr)
         return _post(deliveries, args)
 
     grace_ms = args.grace if args.grace is not None else env_duration_ms("GRACE", "5m")
+    if args.out and not args.no_expected:  # their settings are checked before anything is written
+        sizes = args.windows or _env_window_sizes_ms()
+        partitions = args.partitions or _env_partitions(DEFAULT_PARTITIONS)
     try:
         config = SimulationConfig(
             agents=args.agents, call_centers=args.call_centers, seed=args.seed,
@@ -149,9 +189,6 @@ def run(args: argparse.Namespace) -> int:
         write_deliveries(args.out, simulation.deliveries)
         print(f"wrote {args.out}", file=sys.stderr)
         if not args.no_expected:
-            sizes = ([parse_duration_ms(s) for s in args.windows.split(",")] if args.windows
-                     else env_durations_ms("WINDOWS", "15m,1h,1d"))
-            partitions = args.partitions or env_int("PARTITIONS", DEFAULT_PARTITIONS)
             expected = expected_results(simulation.payloads, sizes, grace_ms, partitions)
             write_expected(expected_path(args.out), simulation, expected)
             print(f"wrote {expected_path(args.out)} (windows complete until {expected['complete_until_ms']})",
@@ -159,6 +196,25 @@ def run(args: argparse.Namespace) -> int:
     if args.post is not None:
         return _post(simulation.deliveries, args)
     return 0
+
+
+def _env_window_sizes_ms() -> list[int]:
+    try:
+        return parse_window_sizes_ms(env_str("WINDOWS", "15m,1h,1d"))
+    except ValueError as exc:
+        raise SettingsError(f"ONDUTY_WINDOWS: {exc}") from None
+
+
+def _env_partitions(default: int) -> int:
+    partitions = env_int("PARTITIONS", default)
+    if partitions <= 0:
+        raise SettingsError(f"ONDUTY_PARTITIONS must be positive, not {partitions}")
+    return partitions
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong with a file, without Python's ``[Errno 2]`` decoration."""
+    return exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _post(deliveries: list, args: argparse.Namespace) -> int:
@@ -186,13 +242,26 @@ def _post(deliveries: list, args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     import json
 
+    from aiokafka.errors import KafkaConnectionError
+
     from onduty.env import kafka_bootstrap
     from onduty.simulator.files import expected_path
     from onduty.simulator.verify import verify
 
     path = args.verify if args.verify.name.endswith(".expected.json") else expected_path(args.verify)
-    expected = json.loads(path.read_text())
-    result = asyncio.run(verify(kafka_bootstrap(), expected, wait_s=args.verify_wait))
+    try:
+        expected = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"onduty simulate: --verify {args.verify}: cannot read the expected results {path}: {_reason(exc)} "
+              "(`onduty simulate --out FILE` writes them)", file=sys.stderr)
+        return 2
+    bootstrap = kafka_bootstrap()
+    try:
+        result = asyncio.run(verify(bootstrap, expected, wait_s=args.verify_wait))
+    except KafkaConnectionError as exc:
+        print(f"onduty simulate: --verify: cannot reach Kafka at {bootstrap} (ONDUTY_KAFKA_BOOTSTRAP): {exc}",
+              file=sys.stderr)
+        return 2
     print(result.summary())
     print("the derived topics match the expected results" if result.ok else "the derived topics differ")
     return 0 if result.ok else 1

@@ -98,9 +98,15 @@ async def tail(args: argparse.Namespace, bootstrap: str, out) -> int:
 async def _partitions(bootstrap: str, topic: str) -> list[int]:
     """The topic's partition ids, empty when it does not exist (asking never creates it)."""
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaConnectionError
+
+    from onduty.topics_admin import TopicsError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:  # reported by `onduty` as one line, like `onduty topics` does
+        raise TopicsError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
         if topic not in await admin.list_topics():
             return []

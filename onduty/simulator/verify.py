@@ -21,8 +21,8 @@ Offsets = dict[TopicPartition, int]
 async def end_offsets(bootstrap: str, topics: tuple[str, ...] = VERIFIED_TOPICS) -> Offsets:
     """The current end of every partition of ``topics`` (missing topics: none)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         await consumer._client.force_metadata_update()  # noqa: SLF001 (fresh topic list)
         partitions = [TopicPartition(topic, p) for topic in topics for p in _partitions(consumer, topic)]
         return dict(await consumer.end_offsets(partitions)) if partitions else {}
@@ -39,9 +39,9 @@ async def read_topics(bootstrap: str, since: Offsets | None = None,
     """Every record of ``topics`` from ``since`` (default: the beginning) up to their current end, in offset order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
     records: dict[str, list[Record]] = {topic: [] for topic in topics}
     try:
+        await consumer.start()
         await consumer._client.force_metadata_update()  # noqa: SLF001 (fresh topic list)
         partitions = [TopicPartition(topic, p) for topic in topics for p in _partitions(consumer, topic)]
         if not partitions:
