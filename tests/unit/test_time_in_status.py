@@ -319,3 +319,13 @@ def test_query_leaves_out_closed_windows_whose_history_was_dropped_beyond_the_la
         assert record.final and record.totals.ms_by_status == published[record.window_start_ms]
     assert not still_open.final and still_open.window_start_ms == BASE + 10 * day
     assert closed[0].totals.ms_by_status == {"lunching": day}
+
+
+def test_a_date_a_time_zone_ahead_is_implausible_a_few_minutes_ahead_is_not() -> None:
+    from processors.event_time import implausible_date
+
+    now = BASE + 5 * 86_400_000
+    assert implausible_date(now + 60 * M, now) == "date_in_future"  # a time zone applied twice: an hour ahead
+    assert implausible_date(now + 15 * M + 1, now) == "date_in_future"
+    assert implausible_date(now + 15 * M, now) is None  # clocks that disagree by minutes
+    assert implausible_date(now - 400 * 86_400_000, now) is None  # history, however old
