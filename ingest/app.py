@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ingest import keys
 from ingest.delivery import Delivery
-from ingest.errors import IngestError
+from ingest.errors import ConfigurationError, IngestError
 from ingest.handlers import setup_routes
 from ingest.metrics import IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
@@ -48,7 +48,10 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
 async def spool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, segment_bytes=settings.spool_segment_bytes)
-    await asyncio.get_running_loop().run_in_executor(None, spool.open)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, spool.open)
+    except OSError as exc:  # not a directory, no permission, ...: say which setting
+        raise ConfigurationError(f"ONDUTY_SPOOL_DIR={str(settings.spool_dir)!r} cannot hold the spool: {exc}") from exc
     app[keys.SPOOL] = spool
     yield
     await spool.close()

@@ -6,7 +6,9 @@
 * When the deadline passes or the send fails, the record is appended to the spool (fsync'd) instead, and
   from then on every record goes to the spool until the drainer has emptied it: arrival order is kept.
 * The drainer sends spooled records in arrival order, commits the spool cursor only after Kafka
-  acknowledged them, and switches back to direct publishing once the spool is empty.
+  acknowledged them, and switches back to direct publishing once the spool is empty. A record Kafka refuses
+  for good (``NEVER_ACCEPTED``: too large for the topic, say) is set aside in the spool's ``undeliverable/``
+  directory, so the records behind it still go.
 
 A send that timed out may still be delivered by the producer later, and a crash between Kafka's
 acknowledgement and the cursor commit replays a batch: events may be duplicated across a failure
@@ -21,7 +23,7 @@ import time
 
 from ingest.errors import SpoolCorrupt
 from ingest.metrics import IngestMetrics
-from ingest.publisher import PUBLISH_ERRORS, Publisher
+from ingest.publisher import NEEDS_NEW_PRODUCER, NEVER_ACCEPTED, PUBLISH_ERRORS, Publisher
 from ingest.records import OutboundRecord
 from ingest.spool import Spool
 
@@ -119,13 +121,51 @@ class Delivery:
             raise
         try:
             await self.publisher.send_batch(records)
+        except NEVER_ACCEPTED:  # one record of the batch (or more) can never be sent: find it, set it aside
+            return await self._drain_singly(len(records))
         except PUBLISH_ERRORS as exc:
             self._kafka_down(exc)
             log.debug("spool drain attempt failed: %r", exc)
+            if isinstance(exc, NEEDS_NEW_PRODUCER):
+                await self.publisher.restart()
             return False
         await self.spool.commit(cursor, len(records))
         self.metrics.drained += len(records)
+        self._drained_up()
+        return True
+
+    async def _drain_singly(self, count: int) -> bool:
+        """Send the next ``count`` spooled records one at a time; a record Kafka refuses for good is set aside
+        (``Spool.set_aside``, logged, counted) and the drain goes on: nothing waits behind it forever."""
+        for _ in range(count):
+            records, cursor = self.spool.read_batch(1)
+            if not records:
+                break
+            try:
+                await self.publisher.send_batch(records)
+            except NEVER_ACCEPTED as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                path = await self.spool.set_aside(records[0], reason)
+                self.metrics.undeliverable += 1
+                log.error("Kafka refused an event for good (%s); it is kept in %s and the spool drains on",
+                          reason, path)
+                # a batch the broker refused still took its sequence numbers: the idempotent producer's next
+                # batch to that partition would be refused as out of order
+                await self.spool.commit(cursor, 1)
+                await self.publisher.restart()
+                continue
+            except PUBLISH_ERRORS as exc:
+                self._kafka_down(exc)
+                if isinstance(exc, NEEDS_NEW_PRODUCER):
+                    await self.publisher.restart()
+                return False
+            else:
+                self.metrics.drained += 1
+            await self.spool.commit(cursor, 1)
+        self._drained_up()
+        return True
+
+    def _drained_up(self) -> None:
         if self.spool.pending_records == 0:
             log.info("spool drained: publishing directly again")
             self.kafka_up = True
-        return True

@@ -49,6 +49,7 @@ class IngestMetrics:
         self.publish_latency = Histogram(LATENCY_BUCKETS_S)
         self.producer_errors = 0
         self.drained = 0
+        self.undeliverable = 0
 
     def render(self, spool: Spool, kafka_up: bool) -> str:
         now_ms = time.time() * 1000
@@ -72,6 +73,10 @@ class IngestMetrics:
             "# HELP onduty_ingest_spool_drained_total Records delivered to Kafka from the spool.",
             "# TYPE onduty_ingest_spool_drained_total counter",
             f"onduty_ingest_spool_drained_total {self.drained}",
+            "# HELP onduty_ingest_undeliverable_total Records Kafka refused for good, kept in the spool's "
+            "undeliverable/ directory.",
+            "# TYPE onduty_ingest_undeliverable_total counter",
+            f"onduty_ingest_undeliverable_total {self.undeliverable}",
             "# HELP onduty_ingest_spool_depth Records in the spool waiting for Kafka.",
             "# TYPE onduty_ingest_spool_depth gauge",
             f"onduty_ingest_spool_depth {spool.pending_records}",

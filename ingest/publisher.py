@@ -12,7 +12,19 @@ from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidProducerEpoch,
+    InvalidTimestampError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownProducerId,
+)
 
 from ingest.batching import PartitionBatcher
 from ingest.records import OutboundRecord
@@ -21,6 +33,18 @@ log = logging.getLogger(__name__)
 
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, asyncio.TimeoutError, OSError)
 """What a failed send or start may raise: each means "not acknowledged", never "lost" (the spool keeps it)."""
+
+NEVER_ACCEPTED: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
+    InvalidTimestampError, InvalidTopicError,
+)
+"""What Kafka answers for records it will never accept as they are, however often they are sent again."""
+
+NEEDS_NEW_PRODUCER: tuple[type[KafkaError], ...] = (
+    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced,
+)
+"""What the idempotent producer cannot get past on its own: its sequence numbers (or its producer id) no longer
+match the broker's, e.g. after a batch the broker refused for good left a gap. Only a new producer sends again."""
 
 
 class Publisher(Protocol):
@@ -38,6 +62,9 @@ class Publisher(Protocol):
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None: ...
 
     async def probe(self, timeout_s: float) -> bool: ...
+
+    async def restart(self) -> bool:
+        """Replace the producer by a new one (``NEEDS_NEW_PRODUCER``); False while the broker is unreachable."""
 
     async def stop(self, timeout_s: float) -> None: ...
 
@@ -102,6 +129,12 @@ class KafkaPublisher:
         except PUBLISH_ERRORS:
             return False
         return True
+
+    async def restart(self) -> bool:
+        """A new producer: a new producer id, sequence numbers from 0 (what is in flight is flushed first)."""
+        log.warning("replacing the Kafka producer (its sequence numbers no longer match the broker's)")
+        await self.stop(self._request_timeout_ms / 1000)
+        return await self.start()
 
     async def stop(self, timeout_s: float) -> None:
         """Flush what is in flight (bounded by ``timeout_s``) and close."""

@@ -9,7 +9,11 @@ from pathlib import Path
 
 from ingest.errors import ConfigurationError
 from onduty.env import env_bool, env_duration_ms, env_int, env_list, env_str, kafka_bootstrap
-from schemas.topics import RAW_AGENT_STATUS, REJECTED_AGENT_STATUS
+from schemas.topics import RAW_AGENT_STATUS, REJECTED_AGENT_STATUS, topic_name_problem
+
+MAX_BODY_LIMIT = 900 * 1024
+"""The largest ``max_body_bytes`` allowed: its record (the event, or a rejected payload with its reason) must stay
+under the 1 MiB that aiokafka's producer (``max_request_size``) and Kafka's brokers (``message.max.bytes``) accept."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,17 @@ class IngestSettings:
             raise ConfigurationError(
                 "ONDUTY_MAX_BODY_BYTES, ONDUTY_SPOOL_MAX_BYTES and ONDUTY_PUBLISH_DEADLINE must be positive"
             )
+        if self.max_body_bytes > MAX_BODY_LIMIT:
+            raise ConfigurationError(
+                f"ONDUTY_MAX_BODY_BYTES={self.max_body_bytes} is above {MAX_BODY_LIMIT}: an event that large would "
+                "not fit in a Kafka record (the producer's and the broker's default limit is 1 MiB)"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"ONDUTY_INGEST_PORT={self.port} is not a TCP port (0 to 65535)")
+        for variable, topic in (("ONDUTY_RAW_TOPIC", self.raw_topic), ("ONDUTY_REJECTED_TOPIC", self.rejected_topic)):
+            problem = topic_name_problem(topic)
+            if problem is not None:
+                raise ConfigurationError(f"{variable}: {problem}")
         if self.gc_young_threshold <= 0:
             raise ConfigurationError("gc_young_threshold must be positive (0 would disable the cyclic GC)")
         return self

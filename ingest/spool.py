@@ -11,6 +11,8 @@ record not yet acknowledged by Kafka (segment and byte offset). A record is fram
 * A write or ``fsync`` that fails (a full disk) is undone: the segment is cut back to its last whole record
   (or, when even that fails, the next append goes to a new segment), so what was kept before and after it
   stays readable. The requests of that group commit get ``SpoolFull`` (503: Dialpad retries).
+* A record Kafka refuses for good (too large for the topic, say) is moved to ``undeliverable/`` as a JSON file
+  (``set_aside``) instead of blocking every record behind it.
 * At start the spool scans what is left and cuts a torn tail (a crash in the middle of a write), keeping the
   cut bytes aside in ``<segment>.torn-<offset>``, so it survives a crash or restart; records after the cursor
   are delivered again (at-least-once).
@@ -40,6 +42,23 @@ _FRAME = struct.Struct("<II")
 _SUFFIX = ".spool"
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(OutboundRecord)
+
+
+UNDELIVERABLE_DIR = "undeliverable"
+"""Subdirectory of the spool holding the records Kafka refused for good (``Spool.set_aside``)."""
+
+
+class UndeliverableRecord(msgspec.Struct):
+    """A record Kafka will never accept as it is (e.g. larger than the topic allows), kept for an operator."""
+
+    reason: str
+    set_aside_ms: int
+    topic: str
+    key: str | None
+    value: str
+    headers: dict[str, str]
+    timestamp_ms: int | None
+    received_ms: int
 
 
 class Cursor(msgspec.Struct, frozen=True):
@@ -339,6 +358,29 @@ class Spool:
             except OSError:
                 pass  # the size check above catches it on the next append
             raise
+
+    # ----- records Kafka will never accept ------------------------------------------------------------------
+
+    async def set_aside(self, record: OutboundRecord, reason: str) -> Path:
+        """Keep ``record``, which Kafka refused for good, in ``undeliverable/`` (one JSON file, synced) so that the
+        drain goes on without it; return the file. The caller commits the cursor past it."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._write_undeliverable, record, reason)
+
+    def _write_undeliverable(self, record: OutboundRecord, reason: str) -> Path:
+        directory = self.directory / UNDELIVERABLE_DIR
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{record.received_ms}-{time.time_ns()}.json"
+        kept = UndeliverableRecord(
+            reason=reason, set_aside_ms=int(time.time() * 1000), topic=record.topic,
+            key=None if record.key is None else record.key.decode("utf-8", "replace"),
+            value=record.value.decode("utf-8", "replace"), headers={k: v.decode("utf-8", "replace")
+                                                                    for k, v in record.headers},
+            timestamp_ms=record.timestamp_ms, received_ms=record.received_ms,
+        )
+        _write_file_synced(path, msgspec.json.encode(kept) + b"\n")
+        _fsync_dir(directory)
+        _fsync_dir(self.directory)
+        return path
 
     # ----- reading -----------------------------------------------------------------------------------------
 

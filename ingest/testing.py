@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from ingest.records import OutboundRecord
 
 
 class MemoryPublisher:
-    """Records what would have been sent. ``mode``: ``up``, ``down`` (refuses) or ``stalled`` (never acks)."""
+    """Records what would have been sent. ``mode``: ``up``, ``down`` (refuses) or ``stalled`` (never acks).
+    ``too_large``: records Kafka refuses for good (``MessageSizeTooLargeError``), failing any send that holds one."""
 
-    def __init__(self, mode: str = "up", request_timeout_s: float = 0.2) -> None:
+    def __init__(self, mode: str = "up", request_timeout_s: float = 0.2,
+                 too_large: Callable[[OutboundRecord], bool] | None = None) -> None:
         self.mode = mode
         self.request_timeout_s = request_timeout_s
+        self.too_large = too_large
         self.sent: list[OutboundRecord] = []
+        self.restarts = 0
         self._started = False
 
     @property
@@ -34,15 +38,25 @@ class MemoryPublisher:
             await asyncio.sleep(self.request_timeout_s)
             raise KafkaTimeoutError()
 
+    def _refuse_too_large(self, records: Sequence[OutboundRecord]) -> None:
+        if self.too_large is not None and any(self.too_large(r) for r in records):
+            raise MessageSizeTooLargeError("larger than the topic accepts (test double)")
+
     async def send(self, record: OutboundRecord) -> None:
         await self._gate()
+        self._refuse_too_large([record])
         self.sent.append(record)
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
         await self._gate()
+        self._refuse_too_large(records)
         self.sent.extend(records)
 
     async def probe(self, timeout_s: float) -> bool:
+        return await self.start()
+
+    async def restart(self) -> bool:
+        self.restarts += 1
         return await self.start()
 
     async def stop(self, timeout_s: float) -> None:

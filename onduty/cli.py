@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; a setting it cannot use or a Kafka it cannot reach ends it with the reason (exit 2)."""
+    """Run a command; a setting it cannot use, a Kafka it cannot reach or a broker that cannot start ends it with
+    the reason on one line (exit 2)."""
     from onduty.env import SettingsError
+    from onduty.kafka_broker import BrokerError
     from onduty.topics_admin import TopicsError
 
     try:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, TopicsError) as exc:
+    except (SettingsError, TopicsError, BrokerError) as exc:
         print(f"onduty {args.command}: {exc}", file=sys.stderr)
         return 2
 

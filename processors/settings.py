@@ -16,7 +16,7 @@ from onduty.env import (
     env_str,
     kafka_bootstrap,
 )
-from schemas.topics import DEFAULT_PARTITIONS, RAW_AGENT_STATUS
+from schemas.topics import DEFAULT_PARTITIONS, RAW_AGENT_STATUS, topic_name_problem
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,12 @@ class ProcessorSettings:
         sizes = self.window_sizes_ms
         if not sizes or any(size <= 0 for size in sizes) or len(set(sizes)) != len(sizes):
             raise SettingsError("ONDUTY_WINDOWS must list one or more distinct positive window sizes, e.g. 15m,1h,1d")
+        problem = topic_name_problem(self.raw_topic)
+        if problem is not None:
+            raise SettingsError(f"ONDUTY_RAW_TOPIC: {problem}")
+        if topic_name_problem(self.app_id) is not None:  # the prefix of the workers' own topics
+            raise SettingsError(f"ONDUTY_PROCESSOR_APP_ID: {self.app_id!r} must be a valid Kafka topic name prefix "
+                                "(the characters a-z, A-Z, 0-9, '.', '_' and '-')")
         if self.replication_factor is not None and self.replication_factor < 1:
             raise SettingsError(f"ONDUTY_REPLICATION_FACTOR must be positive (0: automatic), "
                                 f"not {self.replication_factor}")

@@ -7,6 +7,8 @@ names that consumers in other systems rely on.
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 DEFAULT_PARTITIONS = 8
@@ -46,6 +48,17 @@ class TopicSpec(msgspec.Struct, frozen=True):
 _DAY_MS = 24 * 3600 * 1000
 KEEP_FOREVER = -1
 """``retention.ms`` that never deletes by time."""
+
+
+_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why Kafka would refuse ``name`` as a topic name (None: it would not)."""
+    if name in (".", "..") or _LEGAL_TOPIC_NAME.fullmatch(name) is None:
+        return (f"{name!r} is not a Kafka topic name (1 to 249 of the characters a-z, A-Z, 0-9, '.', '_' and '-'; "
+                "not '.' or '..')")
+    return None
 
 
 def pipeline_topics(

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
         web.run_app(app, host=settings.host, port=settings.port, loop=new_event_loop(),
                     access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
                     shutdown_timeout=settings.shutdown_timeout_ms / 1000, print=None)
-    except SpoolLocked as exc:
+    except (SpoolLocked, ConfigurationError) as exc:
         log.error("cannot start the ingest service: %s", exc)
+        return 2
+    except OSError as exc:  # e.g. the port is taken
+        log.error("cannot serve on %s:%d: %s", settings.host, settings.port, exc)
         return 2
     return 0

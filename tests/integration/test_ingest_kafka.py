@@ -98,6 +98,30 @@ async def test_restart_of_the_service_with_a_non_empty_spool_drains_it(kafka_boo
         await client.close()
 
 
+async def test_an_event_the_topic_refuses_for_good_is_set_aside_and_the_rest_lands(kafka_bootstrap, unique_name,
+                                                                                     tmp_path):
+    raw, rejected = unique_name("raw"), unique_name("rejected")
+    await create_topics(kafka_bootstrap, [raw, rejected], partitions=1, configs={"max.message.bytes": "4000"})
+    spool_dir = tmp_path / "spool"
+    base_ms = int(time.time() * 1000) - 60_000
+    big_claims = payload(target={"id": 7_000_000_000_000_009}, date=base_ms + 5, on_duty_status_reason="x" * 8000)
+    client = await serve(settings_for(kafka_bootstrap, spool_dir, raw, rejected))
+    try:
+        for i in range(10):
+            token = jwt.encode(big_claims, SECRET, algorithm="HS256") if i == 5 else signed_event(i, base_ms)[1]
+            assert (await client.post(URL, data=token)).status == 202  # kept: in Kafka, or in the spool
+        records = await read_records(kafka_bootstrap, raw, expected=9)
+        assert [r.timestamp - base_ms for r in records] == [0, 1, 2, 3, 4, 6, 7, 8, 9]  # nothing waits behind it
+        metrics = await wait_until(lambda: _spool_empty(client), deadline_s=15)
+        assert "onduty_ingest_undeliverable_total 1" in metrics
+    finally:
+        await client.close()
+    [kept] = (spool_dir / "undeliverable").glob("*.json")
+    undeliverable = json.loads(kept.read_text())
+    assert json.loads(undeliverable["value"])["on_duty_status_reason"] == "x" * 8000
+    assert "RecordTooLarge" in undeliverable["reason"] or "MessageSizeTooLarge" in undeliverable["reason"]
+
+
 async def _spool_empty(client: TestClient) -> str | None:
     text = await (await client.get("/metrics")).text()
     return text if "onduty_ingest_spool_depth 0" in text else None

@@ -8,13 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import jwt
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ingest import IngestSettings, create_app, keys
 from ingest.errors import SpoolFull, SpoolLocked
-from ingest.records import OutboundRecord
-from ingest.spool import Spool
+from ingest.records import DEDUP_HEADER, RECEIVED_HEADER, OutboundRecord
+from ingest.spool import UNDELIVERABLE_DIR, Spool, UndeliverableRecord
 from ingest.testing import MemoryPublisher
 from tests.kafka_helpers import wait_until
 from tests.samples import payload
@@ -231,6 +232,27 @@ async def test_kafka_down_or_slow_events_are_accepted_and_delivered_in_order_onc
         assert [r.timestamp_ms - 1_700_000_000_000 for r in kafka.sent] == list(range(21))
         await wait_until(lambda: client.app[keys.DELIVERY].kafka_up, deadline_s=10)
         assert (await (await client.post(URL, data=token(21))).json())["kept_in"] == "kafka"
+    finally:
+        await client.close()
+
+
+async def test_an_event_kafka_refuses_for_good_is_set_aside_and_the_others_still_go(settings):
+    refused_date = 1_700_000_000_000 + 5
+    kafka = MemoryPublisher(too_large=lambda record: record.timestamp_ms == refused_date)
+    client = await serve(settings, kafka)
+    try:
+        for i in range(10):
+            assert (await client.post(URL, data=token(i))).status == 202
+        await wait_until(lambda: len(kafka.sent) == 9 and client.app[keys.DELIVERY].kafka_up, deadline_s=10)
+        assert [r.timestamp_ms - 1_700_000_000_000 for r in kafka.sent] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+        [kept] = (settings.spool_dir / UNDELIVERABLE_DIR).glob("*.json")
+        undeliverable = msgspec.json.decode(kept.read_bytes(), type=UndeliverableRecord)
+        assert "MessageSizeTooLargeError" in undeliverable.reason and undeliverable.topic == "raw"
+        assert msgspec.json.decode(undeliverable.value)["date"] == refused_date
+        assert undeliverable.headers.keys() == {DEDUP_HEADER, RECEIVED_HEADER}
+        metrics = await (await client.get("/metrics")).text()
+        assert "onduty_ingest_undeliverable_total 1" in metrics and "onduty_ingest_spool_depth 0" in metrics
+        assert kafka.restarts == 1  # the refused batch may have left a gap in the idempotent producer's sequence
     finally:
         await client.close()
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import socket
+
 import pytest
 
+from ingest import IngestSettings
+from ingest.errors import ConfigurationError
 from onduty import cli
 from processors.settings import ProcessorSettings
 
@@ -53,3 +59,37 @@ def test_a_bad_variable_of_one_command_leaves_the_others_alone(monkeypatch, caps
     with pytest.raises(SystemExit) as exited:
         cli.main(["schemas", "--help"])
     assert exited.value.code == 0 and "export" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"max_body_bytes": 2 * 1024 * 1024}, "ONDUTY_MAX_BODY_BYTES=2097152 is above"),
+    ({"port": 70000}, "ONDUTY_INGEST_PORT=70000 is not a TCP port"),
+    ({"port": -1}, "ONDUTY_INGEST_PORT=-1 is not a TCP port"),
+    ({"raw_topic": "bad topic name!"}, "ONDUTY_RAW_TOPIC: 'bad topic name!' is not a Kafka topic name"),
+    ({"rejected_topic": ".."}, "ONDUTY_REJECTED_TOPIC: '..' is not a Kafka topic name"),
+])
+def test_ingest_settings_refuse_what_kafka_or_the_network_would_refuse_later(changes, words):
+    settings = dataclasses.replace(IngestSettings(webhook_secrets=("s",)), **changes)
+    with pytest.raises(ConfigurationError, match=re.escape(words)):
+        settings.check()
+
+
+def test_processor_settings_refuse_a_raw_topic_kafka_would_refuse():
+    with pytest.raises(ValueError, match="ONDUTY_RAW_TOPIC: 'a/b' is not a Kafka topic name"):
+        ProcessorSettings.from_env({"ONDUTY_RAW_TOPIC": "a/b"}).check()
+
+
+def test_an_unusable_spool_directory_or_a_taken_port_stops_the_ingest_with_one_line(monkeypatch, caplog, tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("ONDUTY_ALLOW_UNSIGNED", "true")
+    monkeypatch.setenv("ONDUTY_SPOOL_DIR", str(not_a_directory))
+    assert cli.main(["ingest", "--host", "127.0.0.1", "--port", "0"]) == 2
+    assert f"ONDUTY_SPOOL_DIR='{not_a_directory}' cannot hold the spool" in caplog.text
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("ONDUTY_SPOOL_DIR", str(tmp_path / "spool"))
+        port = taken.getsockname()[1]
+        assert cli.main(["ingest", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in caplog.text
