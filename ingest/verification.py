@@ -106,18 +106,30 @@ encoding leaves zero: the same test as decoding, re-encoding and comparing, with
 
 
 def _b64url(segment: bytes, name: str) -> bytes:
-    """Decode one base64url segment (already matched by ``_COMPACT_JWT``: alphabet checked), refusing bad
-    padding and non-canonical encodings (as PyJWT does)."""
+    """Decode one base64url segment, refusing bytes outside the alphabet, bad padding and non-canonical encodings
+    (as PyJWT does)."""
     stripped = segment.rstrip(b"=")
     last_quantum = len(stripped) % 4
     if last_quantum == 1 or (stripped != segment and (len(segment) % 4 or len(segment) - len(stripped) > 2)):
-        raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}")
+        raise _bad_segment(stripped, name, "invalid base64url")
     if last_quantum and stripped[-1] not in _CANONICAL_LAST_CHARACTER[last_quantum]:
-        raise VerificationError(MALFORMED, f"non-canonical base64url in the token's {name}")
+        raise _bad_segment(stripped, name, "non-canonical base64url")
     try:  # msgspec's base64 decoder (a JSON string into bytes) takes half the time of binascii.a2b_base64
         return _base64_decoder.decode(b'"' + stripped.translate(_URLSAFE_TO_STANDARD) + _PADDING[last_quantum])
     except msgspec.DecodeError:  # incl. ValidationError
-        raise VerificationError(MALFORMED, f"invalid base64url in the token's {name}") from None
+        raise _bad_segment(stripped, name, "invalid base64url") from None
+
+
+_BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _bad_segment(stripped: bytes, name: str, problem: str) -> VerificationError:
+    """The error for a segment that does not decode; bytes outside the alphabet (a stray byte-order mark or
+    other bytes around the token) are named as such, not as a base64 problem. Only on the way to a 401."""
+    if stripped.translate(None, _BASE64URL_ALPHABET):
+        return VerificationError(MALFORMED, f"the token's {name} holds bytes outside base64url "
+                                            "(anything before or after the token?)")
+    return VerificationError(MALFORMED, f"{problem} in the token's {name}")
 
 
 def _refusal(token: bytes, reason: str, detail: str) -> VerificationError:
@@ -192,6 +204,9 @@ class TokenVerifier:
         if header.crit is not None or header.b64 is not None:
             raise VerificationError(MALFORMED, "critical or b64 header extensions are not supported")
         signature = _b64url(token[second + 1:], "signature")
+        if not self._keys:  # unsigned JSON allowed, no secret: a token cannot verify
+            raise _refusal(token, SIGNATURE, "a signed token, but no webhook secret is configured to verify it "
+                                             "(ONDUTY_WEBHOOK_SECRETS)")
         signing_input = token[:second]
         for keyed in self._keys:
             mac = keyed.copy()

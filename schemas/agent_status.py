@@ -25,6 +25,9 @@ KNOWN_ON_DUTY_STATUSES = ("available", "unavailable", "occupied", "wrapup", "bus
 UnixMillis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="Unix time in milliseconds, UTC.")]
 """Bounded to a signed 64-bit integer: what Kafka timestamps and other languages' consumers hold."""
 
+ID_RULE = "1 to 64 characters, none of them '#', ':', whitespace or a control character"
+"""What a Dialpad id given as a string must be (``DialpadId``), in words for error messages."""
+
 DialpadId = (
     Annotated[str, msgspec.Meta(pattern=r"^[^#:\s\x00-\x1f\x7f-\x9f]{1,64}$(?!\n)", description=(
         "A Dialpad id given as a string: 1 to 64 characters, none of them '#', ':', whitespace or a control "
@@ -100,7 +103,7 @@ def decode_agent_status_event(raw: bytes | str) -> AgentStatusEvent:
     try:
         return _event_json_decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise SchemaError.from_validation(exc) from None
+        raise _readable(SchemaError.from_validation(exc)) from None
     except msgspec.DecodeError as exc:
         raise SchemaError(f"invalid JSON: {exc}") from None
     except ValueError as exc:  # raised by __post_init__, msgspec does not wrap it with a path
@@ -120,9 +123,16 @@ def decode_agent_status_payload(payload: Any) -> AgentStatusEvent:
     try:
         return msgspec.convert(payload, _event_converter_type)
     except msgspec.ValidationError as exc:
-        raise SchemaError.from_validation(exc) from None
+        raise _readable(SchemaError.from_validation(exc)) from None
     except ValueError as exc:
         raise SchemaError(str(exc)) from None
+
+
+def _readable(error: SchemaError) -> SchemaError:
+    """msgspec names the id pattern's regular expression; say in words what an id must be."""
+    if error.message.startswith("Expected `str` matching regex"):
+        return SchemaError(f"Expected an id of {ID_RULE}, or a number", error.path)
+    return error
 
 
 def encode(record: msgspec.Struct) -> bytes:

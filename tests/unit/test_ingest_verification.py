@@ -161,3 +161,22 @@ def test_more_than_two_padding_characters_are_malformed_even_on_an_aligned_segme
     with pytest.raises(VerificationError) as refused:
         TokenVerifier(SECRETS, leeway_s=LEEWAY_S).verify_token(f"{head}.{body}====.{sig}".encode())
     assert refused.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"\xef\xbb\xbf" + jwt.encode(SPEC_SAMPLE, SECRETS[0], algorithm="HS256").encode(),
+     "the token's header holds bytes outside base64url (anything before or after the token?)"),
+    (jwt.encode(SPEC_SAMPLE, SECRETS[0], algorithm="HS256").encode() + b"\x00",
+     "the token's signature holds bytes outside base64url"),
+])
+def test_stray_bytes_around_a_token_are_named_as_such(body, words):
+    with pytest.raises(VerificationError) as refused:
+        TokenVerifier(SECRETS).verify_body(body)
+    assert refused.value.reason == "malformed" and words in refused.value.detail
+
+
+def test_a_token_without_any_secret_configured_says_so():
+    token = jwt.encode(SPEC_SAMPLE, SECRETS[0], algorithm="HS256").encode()
+    with pytest.raises(VerificationError) as refused:
+        TokenVerifier([], allow_unsigned=True).verify_body(token)
+    assert refused.value.reason == "signature" and "no webhook secret is configured" in refused.value.detail
