@@ -77,7 +77,7 @@ class AgentStatusEvent(msgspec.Struct, omit_defaults=True):
     """``available`` when the agent is not in DND and not in a call, otherwise ``unavailable``."""
     on_duty_status_reason: str | None = None
     """The reason the agent set when going off duty; may be empty or absent."""
-    event_timestamp: int | None = None
+    event_timestamp: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     """When Dialpad generated the webhook, unix milliseconds UTC. Not trusted for windows: it can be wrong."""
     powerdialer_mode: bool | None = None
     """Whether the agent is in power dialer mode."""

@@ -95,9 +95,11 @@ def test_reason_empty_or_absent(reason_fields):
         (payload(target={"id": -7}), "$.target.id", ">= 0"),
         (payload(call_center_ids=["1", "1:2"]), "$.call_center_ids[1]", "Expected an id of 1 to 64 characters"),
         (payload(call_center_ids=[" 12"]), "$.call_center_ids[0]", "Expected an id of 1 to 64 characters"),
-        (payload(target={"id": "7\n"}), "$.target.id", "Expected an id of 1 to 64 characters"),  # Python's `$` alone would accept it
+        (payload(target={"id": "7\n"}), "$.target.id", "Expected an id of 1 to 64 characters"),  # Python's `$` alone
         (payload(target={"id": "7\x9b"}), "$.target.id", "Expected an id of 1 to 64 characters"),
         (payload(target={"id": "a" * 65}), "$.target.id", "Expected an id of 1 to 64 characters"),
+        # beyond a signed 64-bit integer: other languages' consumers cannot hold it, and it stopped the workers
+        (payload(event_timestamp=10**20), "$.event_timestamp", "<= 9223372036854775807"),
         ([SPEC_SAMPLE], "$", "Expected `object`, got `array`"),
         ("just a string", "$", "Expected `object`, got `str`"),
     ],
