@@ -20,6 +20,7 @@ from onduty.env import format_duration, parse_duration_ms
 from processors.query_routing import route_to_owner
 from processors.time_in_status_callcenters import contribution_key, sum_window
 from processors.time_in_status_stage import TimeInStatusStage
+from processors.windows import window_start
 
 DAY_MS = 86_400_000
 
@@ -44,8 +45,9 @@ def parse_range(request: Request, sizes_ms: tuple[int, ...], latest_ms: int | No
                 bounds[name] = int(query[name])
             except ValueError:
                 raise QueryError(f"{name}: {query[name]!r} is not unix milliseconds") from None
-    to_ms = bounds.get("to", (latest_ms or 0) + size)
-    from_ms = bounds.get("from", to_ms - DAY_MS)
+    # by default the windows of the last day of event time, up to the one holding the latest (at least that one)
+    to_ms = bounds.get("to", window_start(latest_ms or 0, size) + size)
+    from_ms = bounds.get("from", to_ms - max(DAY_MS, size))
     if from_ms >= to_ms:
         raise QueryError(f"from ({from_ms}) must be before to ({to_ms})")
     if (to_ms - from_ms) // size > 10_000:
