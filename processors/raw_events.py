@@ -37,6 +37,8 @@ class RawBatchHandler(Protocol):
 
 
 NO_VALUE = "the record has no value (null, e.g. a tombstone): a raw record must hold an agent status event"
+KEY_NOT_AGENT_ID = ("the record's key is not its agent id {agent_id!r}: a raw record is keyed by target.id, so that "
+                    "an agent's events share one partition (and its state one worker)")
 
 
 def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLetterSender,
@@ -52,6 +54,8 @@ def register(app: faust.App, settings: ProcessorSettings, dead_letters: DeadLett
                 if message.value is None:  # a tombstone: nothing to decode
                     raise SchemaError(NO_VALUE, "$")
                 decoded = decode_agent_status_event(message.value)
+                if message.key != decoded.agent_id.encode():  # the tables are partitioned by agent id
+                    raise SchemaError(KEY_NOT_AGENT_ID.format(agent_id=decoded.agent_id), "$.target.id")
             except SchemaError as exc:
                 dead_letters.send(outbox, message, exc)
                 continue

@@ -167,6 +167,8 @@ async def test_undecodable_events_go_to_dead_letter_and_worker_goes_on(kafka_boo
         "huge-event-timestamp": (json.dumps(payload(target={"id": f"{run_id}-x"}, event_timestamp=10**20)).encode(),
                                  "<= 9223372036854775807"),
     }
+    # a valid event under another key: its agent's state would live on another partition than its key's
+    bad["key-not-agent-id"] = (json.dumps(payload(target={"id": f"{run_id}-someone"})).encode(), "not its agent id")
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
