@@ -122,6 +122,10 @@ class Delivery:
         try:
             await self.publisher.send_batch(records)
         except NEVER_ACCEPTED:  # one record of the batch (or more) can never be sent: find it, set it aside
+            # the refused batch took its sequence numbers: without a new producer, the idempotent producer's next
+            # batch to that partition is refused as out of order
+            if not await self.publisher.restart():
+                return False
             return await self._drain_singly(len(records))
         except PUBLISH_ERRORS as exc:
             self._kafka_down(exc)
@@ -145,14 +149,17 @@ class Delivery:
                 await self.publisher.send_batch(records)
             except NEVER_ACCEPTED as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                path = await self.spool.set_aside(records[0], reason)
+                try:
+                    path = await self.spool.set_aside(records[0], reason)
+                except OSError as error:  # e.g. a full disk: the record stays first in the spool, tried again later
+                    log.error("Kafka refused an event for good (%s) and it cannot be set aside (%s)", reason, error)
+                    return False
                 self.metrics.undeliverable += 1
                 log.error("Kafka refused an event for good (%s); it is kept in %s and the spool drains on",
                           reason, path)
-                # a batch the broker refused still took its sequence numbers: the idempotent producer's next
-                # batch to that partition would be refused as out of order
                 await self.spool.commit(cursor, 1)
-                await self.publisher.restart()
+                if not await self.publisher.restart():  # as after the batch: a new sequence
+                    return False
                 continue
             except PUBLISH_ERRORS as exc:
                 self._kafka_down(exc)

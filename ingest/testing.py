@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+)
 
 from ingest.records import OutboundRecord
 
 
 class MemoryPublisher:
     """Records what would have been sent. ``mode``: ``up``, ``down`` (refuses) or ``stalled`` (never acks).
-    ``too_large``: records Kafka refuses for good (``MessageSizeTooLargeError``), failing any send that holds one."""
+    ``too_large``: records Kafka refuses for good (``MessageSizeTooLargeError``), failing any send that holds one;
+    after that, every send fails with ``OutOfOrderSequenceNumber`` until ``restart``, as the idempotent producer's
+    sends to that partition do (the refused batch took its sequence numbers)."""
 
     def __init__(self, mode: str = "up", request_timeout_s: float = 0.2,
                  too_large: Callable[[OutboundRecord], bool] | None = None) -> None:
@@ -21,6 +28,7 @@ class MemoryPublisher:
         self.too_large = too_large
         self.sent: list[OutboundRecord] = []
         self.restarts = 0
+        self._sequence_gap = False
         self._started = False
 
     @property
@@ -39,7 +47,10 @@ class MemoryPublisher:
             raise KafkaTimeoutError()
 
     def _refuse_too_large(self, records: Sequence[OutboundRecord]) -> None:
+        if self._sequence_gap:  # as the idempotent producer after a batch the broker refused, until restarted
+            raise OutOfOrderSequenceNumber()
         if self.too_large is not None and any(self.too_large(r) for r in records):
+            self._sequence_gap = True
             raise MessageSizeTooLargeError("larger than the topic accepts (test double)")
 
     async def send(self, record: OutboundRecord) -> None:
@@ -57,6 +68,7 @@ class MemoryPublisher:
 
     async def restart(self) -> bool:
         self.restarts += 1
+        self._sequence_gap = False
         return await self.start()
 
     async def stop(self, timeout_s: float) -> None:

@@ -98,16 +98,25 @@ async def test_restart_of_the_service_with_a_non_empty_spool_drains_it(kafka_boo
         await client.close()
 
 
+@pytest.mark.parametrize("spooled_first", [False, True], ids=["sent-directly", "drained-from-the-spool"])
 async def test_an_event_the_topic_refuses_for_good_is_set_aside_and_the_rest_lands(kafka_bootstrap, unique_name,
-                                                                                     tmp_path):
+                                                                                     tmp_path, spooled_first):
     raw, rejected = unique_name("raw"), unique_name("rejected")
     await create_topics(kafka_bootstrap, [raw, rejected], partitions=1, configs={"max.message.bytes": "4000"})
     spool_dir = tmp_path / "spool"
     base_ms = int(time.time() * 1000) - 60_000
     big_claims = payload(target={"id": 7_000_000_000_000_009}, date=base_ms + 5, on_duty_status_reason="x" * 8000)
+    if spooled_first:  # all ten in the spool first: the refused one sits in the middle of the drainer's batch
+        client = await serve(settings_for(f"127.0.0.1:{free_port()}", spool_dir, raw, rejected))
+        try:
+            for i in range(10):
+                token = jwt.encode(big_claims, SECRET, algorithm="HS256") if i == 5 else signed_event(i, base_ms)[1]
+                assert (await client.post(URL, data=token)).status == 202
+        finally:
+            await client.close()
     client = await serve(settings_for(kafka_bootstrap, spool_dir, raw, rejected))
     try:
-        for i in range(10):
+        for i in range(0 if spooled_first else 10):
             token = jwt.encode(big_claims, SECRET, algorithm="HS256") if i == 5 else signed_event(i, base_ms)[1]
             assert (await client.post(URL, data=token)).status == 202  # kept: in Kafka, or in the spool
         records = await read_records(kafka_bootstrap, raw, expected=9)
