@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidProducerEpoch,
-    InvalidTimestampError,
     InvalidTopicError,
     KafkaError,
     MessageSizeTooLargeError,
@@ -35,10 +34,10 @@ PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, asyncio.TimeoutEr
 """What a failed send or start may raise: each means "not acknowledged", never "lost" (the spool keeps it)."""
 
 NEVER_ACCEPTED: tuple[type[KafkaError], ...] = (
-    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
-    InvalidTimestampError, InvalidTopicError,
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException, InvalidTopicError,
 )
-"""What Kafka answers for records it will never accept as they are, however often they are sent again."""
+"""What Kafka answers for records it will never accept as they are, however often they are sent again. (Not
+``InvalidTimestampError``: a timestamp too far ahead by the broker's clock is accepted a little later.)"""
 
 NEEDS_NEW_PRODUCER: tuple[type[KafkaError], ...] = (
     OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced,

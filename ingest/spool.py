@@ -370,6 +370,7 @@ class Spool:
         directory = self.directory / UNDELIVERABLE_DIR
         directory.mkdir(exist_ok=True)
         path = directory / f"{record.received_ms}-{time.time_ns()}.json"
+        partial = path.with_suffix(".json.partial")
         kept = UndeliverableRecord(
             reason=reason, set_aside_ms=int(time.time() * 1000), topic=record.topic,
             key=None if record.key is None else record.key.decode("utf-8", "replace"),
@@ -377,7 +378,12 @@ class Spool:
                                                                     for k, v in record.headers},
             timestamp_ms=record.timestamp_ms, received_ms=record.received_ms,
         )
-        _write_file_synced(path, msgspec.json.encode(kept) + b"\n")
+        try:  # whole or not at all: a full disk must not leave a truncated file for an operator to puzzle over
+            _write_file_synced(partial, msgspec.json.encode(kept) + b"\n")
+            os.replace(partial, path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
         _fsync_dir(directory)
         _fsync_dir(self.directory)
         return path

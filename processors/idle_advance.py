@@ -3,7 +3,8 @@
 A partition without events for ``idle_after`` moves its event time on by the wall-clock time it has been idle
 beyond that, so that windows close during a silence. Only wall-clock time this worker watched the partition
 counts: a worker that (re)starts, or takes a partition over, starts a ``Watch``, and until an event arrives the
-advance is counted from there, on from the event time reached then. Counted from the latest event instead, the
+advance is counted from there, on from the event time reached then (at once when that had been advanced already,
+after ``idle_after`` otherwise). Counted from the latest event instead, the
 first tick after a restart would throw event time ahead by the whole downtime, ahead of the backlog written
 meanwhile: windows would close before their events were read, and the events would come in as late.
 """
@@ -34,6 +35,10 @@ def idle_advanced_date(
         base_date_ms, base_wall_ms = event_max_date_ms, last_event_wall_ms
     else:
         base_date_ms, base_wall_ms = watch.max_date_ms, watch.since_wall_ms
+        if base_date_ms is not None and event_max_date_ms is not None and base_date_ms > event_max_date_ms:
+            # idle already when the watch started (its event time had been advanced): it goes on from there,
+            # without waiting idle_after again (a rebalance would otherwise hold it back each time)
+            return base_date_ms + max(0, wall_ms - base_wall_ms)
     idle_for = wall_ms - base_wall_ms
     if base_date_ms is None or idle_for < idle_after_ms:
         return None

@@ -218,7 +218,8 @@ def _reason(exc: Exception) -> str:
 
 
 def _post(deliveries: list, args: argparse.Namespace) -> int:
-    from onduty.simulator.posting import PostSettings, post_deliveries
+    from onduty.simulator.posting import PostSettings, dated_too_far_ahead, post_deliveries
+    from processors.event_time import MAX_FUTURE_MS
 
     secret = None
     if not args.unsigned:
@@ -232,6 +233,13 @@ def _post(deliveries: list, args: argparse.Namespace) -> int:
         url=args.post or default_url(), secret=secret, concurrency=args.concurrency, rate_per_s=args.rate,
         speed=args.speed, retry=not args.no_retry, max_seconds=args.max_seconds,
     )
+    ahead = dated_too_far_ahead(deliveries, settings, int(time.time() * 1000), MAX_FUTURE_MS)
+    if ahead:
+        print(f"onduty simulate: {ahead} of {len(deliveries)} deliveries would be dated more than "
+              f"{MAX_FUTURE_MS // 60_000} minutes ahead of the wall clock when posted, which the processors refuse "
+              "as implausible: start earlier (--start, e.g. the default) or post at --speed 1 or slower",
+              file=sys.stderr)
+        return 2
     print(f"posting {len(deliveries)} deliveries to {settings.url}", file=sys.stderr)
     report = asyncio.run(post_deliveries(deliveries, settings))
     print(report.summary())

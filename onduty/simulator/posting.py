@@ -97,6 +97,14 @@ def body_for(payload: dict[str, Any], secret: str | None) -> tuple[bytes, str]:
     return jwt.encode(payload, secret, algorithm="HS256").encode(), "application/jwt"
 
 
+def dated_too_far_ahead(deliveries: list[Delivery], settings: PostSettings, now_ms: int, max_ahead_ms: int) -> int:
+    """How many deliveries would carry a ``date`` more than ``max_ahead_ms`` ahead of the wall clock when they are
+    posted (from ``now_ms``, at the settings' pace): the processors refuse those as implausible."""
+    due = _due_times(deliveries, settings) or [0.0] * len(deliveries)
+    return sum(1 for d, after_s in zip(deliveries, due)
+               if isinstance(d.payload.get("date"), int) and d.payload["date"] > now_ms + after_s * 1000 + max_ahead_ms)
+
+
 def _due_times(deliveries: list[Delivery], settings: PostSettings) -> list[float] | None:
     if settings.rate_per_s:
         return [i / settings.rate_per_s for i in range(len(deliveries))]

@@ -21,11 +21,20 @@ def test_downtime_is_not_idle_time_the_watch_starts_where_event_time_stood():
     # the latest event was applied an hour before the worker restarted; since then (unknown to this worker) the
     # raw topic may hold a backlog: event time must not jump by the hour before it was read
     applied_before_restart = WALL - 3_600_000
-    reached = DATE + 30_000  # the partition's event time when the watch started (idle advance included)
-    watch = Watch(since_wall_ms=WALL, max_date_ms=reached)
+    watch = Watch(since_wall_ms=WALL, max_date_ms=DATE)  # not advanced while idle before: wait idle_after
     assert idle_advanced_date(watch, DATE, applied_before_restart, WALL + 1_000, IDLE_AFTER) is None
     assert idle_advanced_date(watch, DATE, applied_before_restart, WALL + IDLE_AFTER + 2_000, IDLE_AFTER) == \
-        reached + 2_000
+        DATE + 2_000
+
+
+def test_a_partition_idle_already_goes_on_at_once_after_a_rebalance_or_restart():
+    # idle advance had moved its event time on when the watch started: it goes on from there, not from the hour
+    # of downtime before, and without waiting idle_after once more (each rebalance would add that much lag)
+    applied_long_ago = WALL - 3_600_000
+    reached = DATE + 30_000
+    watch = Watch(since_wall_ms=WALL, max_date_ms=reached)
+    assert idle_advanced_date(watch, DATE, applied_long_ago, WALL, IDLE_AFTER) == reached
+    assert idle_advanced_date(watch, DATE, applied_long_ago, WALL + 2_000, IDLE_AFTER) == reached + 2_000
 
 
 def test_a_partition_that_never_had_an_event_does_not_move():

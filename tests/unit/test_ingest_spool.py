@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -358,3 +359,21 @@ async def test_concurrent_appends_share_one_fsync(tmp_path):
     await asyncio.gather(*(spool.append(record(i)) for i in range(1, 101)))
     assert len(writes) <= 3  # group commit: not one fsync per request
     assert spool.pending_records == 101
+
+
+async def test_a_set_aside_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
+    spool = open_spool(tmp_path)
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        await spool.set_aside(record(1), "MessageSizeTooLargeError")
+    assert list((tmp_path / UNDELIVERABLE_DIR).iterdir()) == []
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    kept = await spool.set_aside(record(1), "MessageSizeTooLargeError")
+    assert [p.name for p in (tmp_path / UNDELIVERABLE_DIR).iterdir()] == [kept.name]
+    assert msgspec.json.decode(kept.read_bytes(), type=UndeliverableRecord).value == "v1"
+    await spool.close()

@@ -79,3 +79,16 @@ async def test_speed_keeps_the_event_time_pacing_compressed(receiver):
     elapsed = asyncio.get_running_loop().time() - started
     assert report.statuses == {202: 11}  # the first five answered 503 once, then retried like Dialpad
     assert 0.45 <= elapsed < 2.0  # 10 s / 20
+
+
+def test_traffic_dated_beyond_the_plausibility_bound_when_posted_is_counted():
+    from onduty.simulator.posting import PostSettings, dated_too_far_ahead
+    from onduty.simulator.traffic import Delivery
+
+    now, minute = 1_800_000_000_000, 60_000
+    deliveries = [Delivery(now + i * 10 * minute, {"date": now + i * 10 * minute}) for i in range(7)]  # 0..60 min
+    as_fast_as_possible = PostSettings(url="http://x", secret=None)
+    assert dated_too_far_ahead(deliveries, as_fast_as_possible, now, 15 * minute) == 5  # 20, 30 ... 60 min ahead
+    real_time = PostSettings(url="http://x", secret=None, speed=1.0)
+    assert dated_too_far_ahead(deliveries, real_time, now, 15 * minute) == 0  # each posted when its date comes
+    assert dated_too_far_ahead(deliveries, as_fast_as_possible, now + 60 * minute, 15 * minute) == 0  # the past
