@@ -101,6 +101,9 @@ class KafkaPublisher:
             log.warning("Kafka at %s not reachable (%s); events go to the spool until it is", self._bootstrap, exc)
             await producer.stop()
             return False
+        except asyncio.CancelledError:  # the service is stopping: close what was half opened
+            await producer.stop()
+            raise
         self._producer = producer
         self._batcher = PartitionBatcher(producer, deadline_s=self._publish_deadline_s)
         log.info("Kafka producer connected to %s", self._bootstrap)

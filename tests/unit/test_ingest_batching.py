@@ -363,3 +363,28 @@ def test_a_batch_without_aiokafkas_builder_is_filled_through_append():
     batch = FakeBatch(max_records=2)
     assert fill_batch(batch, [(record(i), None) for i in range(3)]) == 2
     assert [r[1] for r in batch.records] == [b"v0", b"v1"]
+
+
+async def test_a_producer_start_cancelled_by_a_stopping_service_is_closed(monkeypatch):
+    from ingest import publisher as publisher_module
+
+    stopped = []
+
+    class SlowProducer:  # aiokafka's producer while the broker does not answer yet
+        def __init__(self, **options) -> None:
+            pass
+
+        async def start(self) -> None:
+            await asyncio.sleep(3600)
+
+        async def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(publisher_module, "AIOKafkaProducer", SlowProducer)
+    kafka = publisher_module.KafkaPublisher("127.0.0.1:1")
+    starting = asyncio.ensure_future(kafka.start())
+    await asyncio.sleep(0.01)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert stopped == [True] and not kafka.started
