@@ -189,10 +189,11 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
         warmup = run_wrk(port, tokens_file, script.name, connections, 2)
         rate = warmup["requests"] / (warmup["duration_us"] / 1e6)
         seconds = min(max_s, max(5.0, requests / max(rate, 1.0)))
-        cpu_before, preempted_before, wall_before = cpu_seconds(server_pid), preemptions(server_pid), time.perf_counter()
+        split_before, preempted_before, wall_before = cpu_split(server_pid), preemptions(server_pid), time.perf_counter()
         result = run_wrk(port, tokens_file, script.name, connections, seconds)
         wall = time.perf_counter() - wall_before
-        server_cpu = (cpu_seconds(server_pid) - cpu_before) / wall
+        split_after = cpu_split(server_pid)
+        server_cpu = (sum(split_after) - sum(split_before)) / wall
         preempted = (preemptions(server_pid) - preempted_before) / wall
     elapsed = result["duration_us"] / 1e6
     statuses = dict(sorted(result["statuses"].items()))
@@ -203,6 +204,7 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
         "rps": result["requests"] / elapsed, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
         "count": result["requests"], "statuses": statuses, "elapsed_s": elapsed,
         "client_cpu": result["client_cpu"], "server_cpu": server_cpu, "preempted_per_s": preempted, "generator": "wrk",
+        "server_system_share": system_share(split_before, split_after),
     }
 
 
@@ -290,9 +292,16 @@ def preemptions(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds the process has used so far: (user, system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def system_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The kernel's share of the CPU a process used between two ``cpu_split`` readings."""
+    user, system = after[0] - before[0], after[1] - before[1]
+    return system / (user + system) if user + system > 0 else 0.0
 
 
 def server_properties(command: list[bytes]) -> list[Path]:
@@ -362,12 +371,14 @@ def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: st
                 finally:
                     tokens_file.unlink()
             else:
-                cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
+                split_before, wall_before = cpu_split(process.pid), time.perf_counter()
                 preempted_before = preemptions(process.pid)
                 result = new_loop().run_until_complete(
                     run_load(port, bodies, args.requests, args.connections, args.max_seconds))
                 wall = time.perf_counter() - wall_before
-                result["server_cpu"] = (cpu_seconds(process.pid) - cpu_before) / wall
+                split_after = cpu_split(process.pid)
+                result["server_cpu"] = (sum(split_after) - sum(split_before)) / wall
+                result["server_system_share"] = system_share(split_before, split_after)
                 result["preempted_per_s"] = (preemptions(process.pid) - preempted_before) / wall
         finally:
             process.terminate()
@@ -416,7 +427,8 @@ def main() -> None:
             print(f"round {number}:")
         for kind, r in results.items():
             print(f"  {kind:5} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                  f"server CPU {r['server_cpu']:.0%} = {r['server_cpu'] / r['rps'] * 1e6:.0f} µs/request  "
+                  f"server CPU {r['server_cpu']:.0%} = {r['server_cpu'] / r['rps'] * 1e6:.0f} µs/request "
+                  f"({r['server_system_share']:.0%} in the kernel)  "
                   f"preempted {r['preempted_per_s']:.0f}/s  client CPU {r['client_cpu']:.0%}  {r['statuses']}")
         summary = rounds[-1]
         print(f"  server CPU per request, bare/full: {summary['cpu_ratio']:.2f} "
