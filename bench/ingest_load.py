@@ -192,8 +192,7 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
         split_before, preempted_before, wall_before = cpu_split(server_pid), preemptions(server_pid), time.perf_counter()
         result = run_wrk(port, tokens_file, script.name, connections, seconds)
         wall = time.perf_counter() - wall_before
-        split_after = cpu_split(server_pid)
-        server_cpu = (sum(split_after) - sum(split_before)) / wall
+        server_cpu, system_share = cpu_use(split_before, cpu_split(server_pid), wall)
         preempted = (preemptions(server_pid) - preempted_before) / wall
     elapsed = result["duration_us"] / 1e6
     statuses = dict(sorted(result["statuses"].items()))
@@ -204,7 +203,7 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
         "rps": result["requests"] / elapsed, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
         "count": result["requests"], "statuses": statuses, "elapsed_s": elapsed,
         "client_cpu": result["client_cpu"], "server_cpu": server_cpu, "preempted_per_s": preempted, "generator": "wrk",
-        "server_system_share": system_share(split_before, split_after),
+        "server_system_share": system_share,
     }
 
 
@@ -298,10 +297,11 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
-def system_share(before: tuple[float, float], after: tuple[float, float]) -> float:
-    """The kernel's share of the CPU a process used between two ``cpu_split`` readings."""
+def cpu_use(before: tuple[float, float], after: tuple[float, float], wall_s: float) -> tuple[float, float]:
+    """Between two ``cpu_split`` readings ``wall_s`` apart: the share of one core the process used, and the
+    kernel's share of that."""
     user, system = after[0] - before[0], after[1] - before[1]
-    return system / (user + system) if user + system > 0 else 0.0
+    return (user + system) / wall_s, system / (user + system) if user + system > 0 else 0.0
 
 
 def server_properties(command: list[bytes]) -> list[Path]:
@@ -376,9 +376,8 @@ def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: st
                 result = new_loop().run_until_complete(
                     run_load(port, bodies, args.requests, args.connections, args.max_seconds))
                 wall = time.perf_counter() - wall_before
-                split_after = cpu_split(process.pid)
-                result["server_cpu"] = (sum(split_after) - sum(split_before)) / wall
-                result["server_system_share"] = system_share(split_before, split_after)
+                result["server_cpu"], result["server_system_share"] = cpu_use(split_before, cpu_split(process.pid),
+                                                                              wall)
                 result["preempted_per_s"] = (preemptions(process.pid) - preempted_before) / wall
         finally:
             process.terminate()

@@ -128,10 +128,7 @@ class Delivery:
                 return False
             return await self._drain_singly(len(records))
         except PUBLISH_ERRORS as exc:
-            self._kafka_down(exc)
-            log.debug("spool drain attempt failed: %r", exc)
-            if isinstance(exc, NEEDS_NEW_PRODUCER):
-                await self.publisher.restart()
+            await self._drain_failed(exc)
             return False
         await self.spool.commit(cursor, len(records))
         self.metrics.drained += len(records)
@@ -145,32 +142,43 @@ class Delivery:
             records, cursor = self.spool.read_batch(1)
             if not records:
                 break
+            refused = False
             try:
                 await self.publisher.send_batch(records)
             except NEVER_ACCEPTED as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                try:
-                    path = await self.spool.set_aside(records[0], reason)
-                except OSError as error:  # e.g. a full disk: the record stays first in the spool, tried again later
-                    log.error("Kafka refused an event for good (%s) and it cannot be set aside (%s)", reason, error)
+                if not await self._set_aside(records[0], exc):
                     return False
-                self.metrics.undeliverable += 1
-                log.error("Kafka refused an event for good (%s); it is kept in %s and the spool drains on",
-                          reason, path)
-                await self.spool.commit(cursor, 1)
-                if not await self.publisher.restart():  # as after the batch: a new sequence
-                    return False
-                continue
+                refused = True
             except PUBLISH_ERRORS as exc:
-                self._kafka_down(exc)
-                if isinstance(exc, NEEDS_NEW_PRODUCER):
-                    await self.publisher.restart()
+                await self._drain_failed(exc)
                 return False
             else:
                 self.metrics.drained += 1
             await self.spool.commit(cursor, 1)
+            if refused and not await self.publisher.restart():  # as after the batch: a new sequence
+                return False
         self._drained_up()
         return True
+
+    async def _set_aside(self, record: OutboundRecord, refusal: BaseException) -> bool:
+        """Keep a record Kafka refused for good out of the way (logged, counted); False when it cannot be (e.g. a
+        full disk: it stays first in the spool and is tried again later)."""
+        reason = f"{type(refusal).__name__}: {refusal}"
+        try:
+            path = await self.spool.set_aside(record, reason)
+        except OSError as error:
+            log.error("Kafka refused an event for good (%s) and it cannot be set aside (%s)", reason, error)
+            return False
+        self.metrics.undeliverable += 1
+        log.error("Kafka refused an event for good (%s); it is kept in %s and the spool drains on", reason, path)
+        return True
+
+    async def _drain_failed(self, exc: BaseException) -> None:
+        """A drain attempt was not acknowledged: Kafka counts as down; a producer out of step is replaced."""
+        self._kafka_down(exc)
+        log.debug("spool drain attempt failed: %r", exc)
+        if isinstance(exc, NEEDS_NEW_PRODUCER):
+            await self.publisher.restart()
 
     def _drained_up(self) -> None:
         if self.spool.pending_records == 0:

@@ -370,7 +370,6 @@ class Spool:
         directory = self.directory / UNDELIVERABLE_DIR
         directory.mkdir(exist_ok=True)
         path = directory / f"{record.received_ms}-{time.time_ns()}.json"
-        partial = path.with_suffix(".json.partial")
         kept = UndeliverableRecord(
             reason=reason, set_aside_ms=int(time.time() * 1000), topic=record.topic,
             key=None if record.key is None else record.key.decode("utf-8", "replace"),
@@ -378,14 +377,8 @@ class Spool:
                                                                     for k, v in record.headers},
             timestamp_ms=record.timestamp_ms, received_ms=record.received_ms,
         )
-        try:  # whole or not at all: a full disk must not leave a truncated file for an operator to puzzle over
-            _write_file_synced(partial, msgspec.json.encode(kept) + b"\n")
-            os.replace(partial, path)
-        except OSError:
-            partial.unlink(missing_ok=True)
-            raise
-        _fsync_dir(directory)
-        _fsync_dir(self.directory)
+        _replace_file_synced(path, msgspec.json.encode(kept) + b"\n")  # whole or not at all (a full disk)
+        _fsync_dir(self.directory)  # the new undeliverable/ directory
         return path
 
     # ----- reading -----------------------------------------------------------------------------------------
@@ -431,10 +424,7 @@ class Spool:
             self._oldest_received_ms = head[0].received_ms if head else None
 
     def _write_cursor(self, cursor: Cursor) -> None:
-        tmp = self.directory / "cursor.tmp"
-        _write_file_synced(tmp, msgspec.json.encode(cursor))
-        os.replace(tmp, self.directory / "cursor")
-        _fsync_dir(self.directory)
+        _replace_file_synced(self.directory / "cursor", msgspec.json.encode(cursor))
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:012d}{_SUFFIX}"
@@ -446,6 +436,19 @@ def _write_file_synced(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
+
+
+def _replace_file_synced(path: Path, data: bytes) -> None:
+    """Put ``data`` in ``path`` whole or not at all: written and synced as ``<path>.tmp`` (removed when that fails),
+    then renamed over ``path``, the directory synced."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    try:
+        _write_file_synced(tmp, data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -204,9 +204,6 @@ class TokenVerifier:
         if header.crit is not None or header.b64 is not None:
             raise VerificationError(MALFORMED, "critical or b64 header extensions are not supported")
         signature = _b64url(token[second + 1:], "signature")
-        if not self._keys:  # unsigned JSON allowed, no secret: a token cannot verify
-            raise _refusal(token, SIGNATURE, "a signed token, but no webhook secret is configured to verify it "
-                                             "(ONDUTY_WEBHOOK_SECRETS)")
         signing_input = token[:second]
         for keyed in self._keys:
             mac = keyed.copy()
@@ -214,6 +211,9 @@ class TokenVerifier:
             if _compare_digest(signature, mac.digest()):
                 break
         else:
+            if not self._keys:  # unsigned JSON allowed, no secret: a token cannot verify
+                raise _refusal(token, SIGNATURE, "a signed token, but no webhook secret is configured to verify it "
+                                                 "(ONDUTY_WEBHOOK_SECRETS)")
             raise _refusal(token, SIGNATURE, "signature does not verify with any configured secret "
                                              "(wrong or unknown secret, or tampered token)")
         payload = _b64url(payload_segment, "payload")
