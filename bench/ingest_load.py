@@ -2,6 +2,7 @@
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 .venv/bin/python bench/ingest_load.py [--requests 20000]
         [--connections 64] [--max-seconds 60] [--rounds 1] [--no-pin] [--generator auto|wrk|python]
+        [--versus REV]
 
 Each server runs in its own process on 127.0.0.1 (uvloop when installed), pinned to CPU 0, and the load
 generator and the local Kafka brokers' threads to CPU 1 when the machine has two: the service has a core to
@@ -20,6 +21,11 @@ for a duration instead: a 2 s warm-up, then as long as ``--requests`` take at th
 drifts within seconds). Target (issue 3): ratio >= 0.5, p99 < 20 ms at 64 connections. The Python load
 generator is slower than wrk: when it saturates its core before the bare server does, the ratio is an upper
 bound and the latency partly its own; the CPU share of each process is printed to tell.
+
+``--versus REV`` adds a third scenario to each round: the full service as of the git revision ``REV``
+(``git archive``), served right after this tree's, for before/after comparisons of a change. The summary gives
+each one's CPU per request and in how many rounds this tree used less (alternating rounds: a drifting machine
+moves both).
 """
 
 from __future__ import annotations
@@ -263,9 +269,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(kind: str, args: argparse.Namespace, topic: str, spool_dir: str) -> tuple[subprocess.Popen, int]:
+def start_server(kind: str, args: argparse.Namespace, topic: str, spool_dir: str,
+                 source: str | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    source = getattr(args, "source", None)  # ``python -m bench --rev``: the services' code from that revision
+    source = source or getattr(args, "source", None)  # ``python -m bench --rev``: the services' code from that revision
     # (on the command line: this script's own tree comes first on sys.path, ahead of PYTHONPATH)
     from_source = ["--source", str(source)] if source is not None else []
     process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap",
@@ -351,16 +358,17 @@ def brokers_on(cpus: set[int], bootstrap: str) -> Iterator[int]:
                 os.sched_setaffinity(tid, before)
 
 
-def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str) -> dict:
-    """One scenario: start its server, load it with the generator ``args`` name (see ``generator_of``)."""
+def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str, source: str | None = None) -> dict:
+    """One scenario: start its server (from ``source`` when given), load it with the generator ``args`` name
+    (see ``generator_of``)."""
     with brokers_on({1}, args.bootstrap) if args.pin else contextlib.nullcontext(0):
-        return _measure(kind, args, bodies, topic)
+        return _measure(kind, args, bodies, topic, source)
 
 
-def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str) -> dict:
+def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str, source: str | None) -> dict:
     generator = generator_of(args)
     with tempfile.TemporaryDirectory(prefix="onduty-bench-spool-") as spool_dir:
-        process, port = start_server(kind, args, topic, spool_dir)
+        process, port = start_server(kind, args, topic, spool_dir, source)
         try:
             if generator == "wrk":
                 tokens_file = Path(spool_dir).parent / f"{Path(spool_dir).name}.tokens"
@@ -401,6 +409,8 @@ def main() -> None:
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto",
                         help="load generator: wrk, the Python aiohttp client, or wrk when it is on PATH (auto)")
     parser.add_argument("--tokens", type=int, default=20_000, help="distinct signed events to rotate through")
+    parser.add_argument("--versus", metavar="REV", help="also serve the full service as of this git revision in "
+                        "each round, for a before/after comparison")
     args = parser.parse_args()
     if args.serve:
         if args.source:
@@ -418,9 +428,18 @@ def main() -> None:
     print(f"load generator: {'wrk (one thread, Lua script)' if generator == 'wrk' else 'Python aiohttp client'}; "
           f"{amount} per scenario, {args.connections} connections, {len(bodies)} distinct signed events, "
           f"{'server on CPU 0, generator and Kafka broker on CPU 1' if args.pin else 'unpinned'}; topic {args.topic}")
+    versus = None
+    if args.versus:
+        from bench.common import use_revision
+
+        versus_dir = tempfile.mkdtemp(prefix="onduty-bench-versus-")
+        versus = (f"full@{use_revision(args.versus, Path(versus_dir))}", versus_dir)
+        print(f"each round also serves {versus[0]} (from {versus_dir}) right after this tree's full service")
     rounds = []
     for number in range(1, args.rounds + 1):  # bare and full alternate: drift on a shared machine hits both
         results = {kind: measure(kind, args, bodies, args.topic) for kind in ("bare", "full")}
+        if versus is not None:
+            results[versus[0]] = measure("full", args, bodies, args.topic, source=versus[1])
         rounds.append(summarise(results))
         if args.rounds > 1:
             print(f"round {number}:")
@@ -442,6 +461,8 @@ def main() -> None:
                   "(see 'preempted')")
         print(f"  ratio full/bare {summary['ratio']:.2f} (target >= 0.5); "
               f"full p99 {summary['full_p99_ms']:.1f} ms (target < 20 ms)")
+        if versus is not None:
+            print(f"  CPU per request, this tree/{versus[0]}: {summary['versus_cpu']:.3f}")
     if len(rounds) > 1:
         print(f"over {len(rounds)} rounds, median [min–max]:")
         for name, unit in (("ratio", ""), ("cpu_ratio", ""), ("bare_rps", " req/s"), ("full_rps", " req/s"),
@@ -449,12 +470,23 @@ def main() -> None:
                            ("full_p99_ms", " ms")):
             values = sorted(r[name] for r in rounds)
             print(f"  {name:12} {statistics.median(values):7.2f}{unit}  [{values[0]:.2f}–{values[-1]:.2f}]")
+    if versus is not None:
+        values = sorted(r["versus_cpu"] for r in rounds)
+        fewer = sum(value < 1 for value in values)
+        print(f"CPU per request, this tree/{versus[0]}: median {statistics.median(values):.3f} "
+              f"[{values[0]:.3f}–{values[-1]:.3f}]; this tree used less in {fewer} of {len(values)} rounds")
+
+
+def cpu_per_request(result: dict) -> float:
+    return result["server_cpu"] / result["rps"]
 
 
 def summarise(results: dict) -> dict:
-    bare, full = results["bare"], results["full"]
+    """A round's figures; with a ``--versus`` scenario (the third), this tree's CPU per request over its."""
+    bare, full, *versus = results.values()
     return {"ratio": full["rps"] / bare["rps"],
-            "cpu_ratio": (bare["server_cpu"] / bare["rps"]) / (full["server_cpu"] / full["rps"]),
+            **({"versus_cpu": cpu_per_request(full) / cpu_per_request(versus[0])} if versus else {}),
+            "cpu_ratio": cpu_per_request(bare) / cpu_per_request(full),
             "bare_rps": bare["rps"], "full_rps": full["rps"], "bare_p50_ms": bare["p50_ms"],
             "bare_p99_ms": bare["p99_ms"], "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
 
