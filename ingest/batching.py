@@ -10,10 +10,13 @@ and one acknowledgement instead.
 * A lane submits its next batch once the previous one was acknowledged: the idempotent producer has one
   request in flight per partition anyway, so waiting adds little latency, and the next batch holds every
   record that arrived meanwhile instead of being closed early (larger batches, fewer to build and settle).
-  Records that do not fit in one batch wait for the next. (Holding every lane of a broker until all of its
-  batches were acknowledged, for one produce request per round trip, was measured: a third less CPU per
-  record for the publish path alone, but no better throughput or p99 for the service at 64 connections,
-  whose core then idled while every request waited for the next round; so the lanes go independently.)
+  Records that do not fit in one batch wait for the next.
+* No lane submits while batches of ours are in flight to its broker: aiokafka sends one produce request per
+  broker at a time, so a batch queued meanwhile would only wait in its accumulator, closed early, and wake
+  its sender for nothing. The lanes that became ready meanwhile are submitted together once the broker's
+  last batch in flight was settled, and go in the next produce request as one round (fewer, fuller batches
+  per request: about 3% less CPU per request for the whole service at 64 connections than lanes that
+  submitted at once, ``docs/PERFORMANCE.md``).
 * Lanes ready to submit are submitted together by one task, after the requests already scheduled in this
   event-loop iteration joined; an acknowledgement makes its lane ready again (a callback, no task per lane).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
@@ -105,6 +108,10 @@ class PartitionBatcher:
         self._partitioner = partitioner or KeyPartitioner()
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._ready: list[_Lane] = []
+        self._in_flight: dict[object, int] = {}
+        """Per broker (leader node id), how many of our batches were queued and are not yet settled."""
+        self._deferred: dict[object, list[_Lane]] = {}
+        """Per broker with batches in flight, the lanes ready to submit once they are all settled."""
         self._submitter: asyncio.Task[None] | None = None
         self._cohort: list[asyncio.Future[None]] | None = None
         """The requests of this loop iteration: they share one deadline timer (which holds no record)."""
@@ -213,7 +220,18 @@ class PartitionBatcher:
 
     def _make_ready(self, lane: _Lane) -> None:
         lane.busy = True
+        node = self._leader_of(lane)
+        if self._in_flight.get(node):  # its broker has a produce request of ours on the way: join the next round
+            self._deferred.setdefault(node, []).append(lane)
+            return
         self._ready.append(lane)
+        self._start_submitter()
+
+    def _leader_of(self, lane: _Lane) -> object:
+        """The broker leading the lane's partition (``None`` or -1 while unknown: such lanes share one round)."""
+        return self._producer.client.cluster.leader_for_partition(lane.tp)
+
+    def _start_submitter(self) -> None:
         if self._submitter is None:  # runs after the requests already scheduled in this loop iteration joined
             self._submitter = asyncio.create_task(self._submit_ready())
 
@@ -254,11 +272,19 @@ class PartitionBatcher:
         except BaseException as exc:
             _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
             raise
-        ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch))
+        node = self._leader_of(lane)
+        self._in_flight[node] = self._in_flight.get(node, 0) + 1
+        ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch, node))
 
-    def _acknowledged(self, lane: _Lane, in_batch: list[_Waiting], ack: asyncio.Future) -> None:
+    def _acknowledged(self, lane: _Lane, in_batch: list[_Waiting], node: object, ack: asyncio.Future) -> None:
         _settle(in_batch, ack)
+        self._in_flight[node] -= 1
         self._settled(lane)
+        if not self._in_flight[node]:  # the broker's round is over: the lanes that waited for it go together
+            deferred = self._deferred.pop(node, None)
+            if deferred:
+                self._ready.extend(deferred)
+                self._start_submitter()
 
     def _settled(self, lane: _Lane) -> None:
         lane.busy = False

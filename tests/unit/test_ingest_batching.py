@@ -52,6 +52,10 @@ class FakeCluster:
     def __init__(self) -> None:
         self.partitions = PARTITIONS
         self.listeners = []
+        self.brokers = 1  # partition p is led by broker p % brokers
+
+    def leader_for_partition(self, tp: TopicPartition) -> int:
+        return tp.partition % self.brokers
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(self.partitions))
@@ -166,6 +170,60 @@ async def test_records_arriving_while_a_batch_is_in_flight_form_the_next_batch_i
     partition = partition_of(record(0, agent=1))
     assert producer.values(partition) == [b"v%d" % i for i in range(12)]
     assert [len(b.records) for _, b, _ in producer.submitted] == [5, 7]
+
+
+def agent_on(partition: int) -> int:
+    """An agent whose records go to ``partition``."""
+    return next(a for a in range(100) if partition_of(record(0, agent=a)) == partition)
+
+
+async def test_lanes_ready_while_their_broker_has_batches_in_flight_go_together_once_it_answered():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    first = [asyncio.create_task(batcher.send(record(i, agent=agent_on(0)))) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert [p for p, _, _ in producer.submitted] == [0]
+    later = [asyncio.create_task(batcher.send(record(i, agent=agent_on(p))))
+             for i, p in enumerate([1, 2, 0, 3, 1], start=3)]
+    await asyncio.sleep(0.01)
+    assert len(producer.submitted) == 1  # one broker, one request at a time: the other lanes wait for the round
+
+    producer.submitted[0][2].set_result(None)
+    await asyncio.sleep(0.01)
+    assert all(task.done() for task in first) and not any(task.done() for task in later)
+    assert sorted(p for p, _, _ in producer.submitted[1:]) == [0, 1, 2, 3]  # the next round: every lane at once
+    assert [len(b.records) for p, b, _ in producer.submitted[1:] if p == 1] == [2]
+    await settle_all(producer, later)
+    assert producer.values(1) == [b"v3", b"v7"]
+    assert producer.values(0) == [b"v0", b"v1", b"v2", b"v5"]
+
+
+async def test_a_broker_with_batches_in_flight_does_not_hold_back_the_lanes_of_another():
+    producer = FakeProducer()
+    producer.client.cluster.brokers = 2
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    first = asyncio.create_task(batcher.send(record(0, agent=agent_on(0))))  # broker 0
+    await asyncio.sleep(0.01)
+    other = asyncio.create_task(batcher.send(record(1, agent=agent_on(1))))  # broker 1: not waiting for broker 0
+    same = asyncio.create_task(batcher.send(record(2, agent=agent_on(2))))  # broker 0: waits for its round
+    await asyncio.sleep(0.01)
+    assert [p for p, _, _ in producer.submitted] == [0, 1]
+    await settle_all(producer, [first, other, same])
+    assert [p for p, _, _ in producer.submitted] == [0, 1, 2]
+
+
+async def test_a_failed_round_releases_the_lanes_that_waited_for_it():
+    producer = FakeProducer()
+    batcher = PartitionBatcher(producer, deadline_s=5)
+    first = asyncio.create_task(batcher.send(record(0, agent=agent_on(0))))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(batcher.send(record(1, agent=agent_on(1))))
+    await asyncio.sleep(0.01)
+    producer.submitted[0][2].set_exception(KafkaConnectionError("broker gone"))
+    await settle_all(producer, [waiting])
+    with pytest.raises(KafkaConnectionError):
+        await first
+    assert producer.values(1) == [b"v1"]
 
 
 async def test_a_batch_waiting_for_the_accumulator_is_followed_in_order():
