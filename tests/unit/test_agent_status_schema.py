@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import SchemaError, decode_agent_status_event, decode_agent_status_payload, dedup_identity, encode
+from schemas.agent_status import ID_PATTERN, INVALID_ID
 from tests.samples import SPEC_SAMPLE, payload
 
 
@@ -95,6 +99,11 @@ def test_reason_empty_or_absent(reason_fields):
         (payload(target={"id": -7}), "$.target.id", ">= 0"),
         (payload(call_center_ids=["1", "1:2"]), "$.call_center_ids[1]", "Expected an id of 1 to 64 characters"),
         (payload(call_center_ids=[" 12"]), "$.call_center_ids[0]", "Expected an id of 1 to 64 characters"),
+        # the call-center ids are checked joined with '#': a '#' inside one must not pass for a separator
+        (payload(call_center_ids=["1#2"]), "$.call_center_ids[0]", "Expected an id of 1 to 64 characters"),
+        (payload(call_center_ids=["1", "2#", "3"]), "$.call_center_ids[1]", "Expected an id of 1 to 64 characters"),
+        (payload(call_center_ids=[7, ""]), "$.call_center_ids[1]", "Expected an id of 1 to 64 characters"),
+        (payload(call_center_ids=["1", "a" * 65]), "$.call_center_ids[1]", "Expected an id of 1 to 64 characters"),
         (payload(target={"id": "7\n"}), "$.target.id", "Expected an id of 1 to 64 characters"),  # Python's `$` alone
         (payload(target={"id": "7\x9b"}), "$.target.id", "Expected an id of 1 to 64 characters"),
         (payload(target={"id": "a" * 65}), "$.target.id", "Expected an id of 1 to 64 characters"),
@@ -169,3 +178,29 @@ def test_dedup_identity_is_the_same_across_versions_and_id_types():
 )
 def test_dedup_identity_differs_for_a_different_change(change):
     assert dedup_identity(decode(SPEC_SAMPLE)) != dedup_identity(decode(payload(**change)))
+
+
+# ----- the id rule: checked in __post_init__ (all call-center ids in one match), as the JSON Schema states it ----
+
+_STATED_PATTERN = re.compile(ID_PATTERN)
+_ids = st.lists(st.one_of(st.text(alphabet=st.sampled_from("0123456789ab#: \n\t\x00\x1f\x7f\x9f\xa0é"), max_size=70),
+                          st.integers(min_value=0, max_value=2**63 - 1)), max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(call_center_ids=_ids, target_id=st.one_of(st.text(max_size=66), st.integers(min_value=0, max_value=2**63 - 1)))
+def test_ids_are_accepted_exactly_when_the_json_schemas_pattern_matches(call_center_ids, target_id):
+    """What a consumer validating against the exported JSON Schema accepts, the decoder accepts, and the first
+    id that breaks the pattern is the one named (the target's before the call centers', as they are decoded)."""
+    data = payload(target={"id": target_id}, call_center_ids=call_center_ids)
+    ids = [("$.target.id", target_id)] + [(f"$.call_center_ids[{i}]", c) for i, c in enumerate(call_center_ids)]
+    broken = [path for path, value in ids if isinstance(value, str) and not _STATED_PATTERN.search(value)]
+    for decoder in (decode, decode_agent_status_payload):
+        if not broken:
+            event = decoder(data)
+            assert event.call_center_ids == [str(c) for c in call_center_ids]
+            assert event.agent_id == str(target_id)
+        else:
+            with pytest.raises(SchemaError) as caught:
+                decoder(data)
+            assert (caught.value.path, caught.value.message) == (broken[0], INVALID_ID)
