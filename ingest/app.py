@@ -20,6 +20,7 @@ from ingest import keys
 from ingest.delivery import Delivery
 from ingest.errors import ConfigurationError, IngestError
 from ingest.handlers import setup_routes
+from ingest.intake import Intake
 from ingest.metrics import IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.settings import IngestSettings
@@ -34,8 +35,9 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
     settings.check()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[keys.SETTINGS] = settings
-    app[keys.VERIFIER] = TokenVerifier(settings.webhook_secrets, allow_unsigned=settings.allow_unsigned,
-                                       leeway_s=settings.jwt_leeway_s)
+    verifier = TokenVerifier(settings.webhook_secrets, allow_unsigned=settings.allow_unsigned,
+                             leeway_s=settings.jwt_leeway_s)
+    app[keys.INTAKE] = Intake(verifier, settings.raw_topic, settings.rejected_topic)
     app[keys.METRICS] = IngestMetrics()
     app.cleanup_ctx.append(spool_ctx)
     app.cleanup_ctx.append(_publisher_ctx(publisher))

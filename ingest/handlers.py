@@ -16,7 +16,6 @@ from aiohttp import web
 
 from ingest import keys
 from ingest.errors import BodyTooLarge, IngestError, InvalidEvent, SpoolFull, VerificationError
-from ingest.records import decode_event, event_record, rejected_record
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +30,10 @@ def _error(status: int, error: str, detail: str, **extra: object) -> web.Respons
 
 
 def webhook_receiver(app: web.Application) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The ``POST`` handler of ``app``, with the settings and the verifier looked up once (``request.app``
-    and two application lookups less per request); the delivery is looked up per request, as it exists only
-    once the service started."""
-    settings, verifier = app[keys.SETTINGS], app[keys.VERIFIER]
-    limit, raw_topic, rejected_topic = settings.max_body_bytes, settings.raw_topic, settings.rejected_topic
+    """The ``POST`` handler of ``app``, with the settings and the intake looked up once (``request.app`` and
+    two application lookups less per request); the delivery is looked up per request, as it exists only once
+    the service started."""
+    limit, intake = app[keys.SETTINGS].max_body_bytes, app[keys.INTAKE]
 
     async def receive_agent_status(request: web.Request) -> web.Response:
         """``POST /webhooks/dialpad/agent-status``: verify, validate, keep, answer."""
@@ -55,13 +53,10 @@ def webhook_receiver(app: web.Application) -> Callable[[web.Request], Awaitable[
                     body = await request.read()  # not in a coroutine of ours: one frame less per request
                 except web.HTTPRequestEntityTooLarge:
                     raise BodyTooLarge(f"body exceeds the limit of {limit} bytes") from None
-            verified = verifier.verify_body(body)
-            try:
-                event = decode_event(verified)
-            except InvalidEvent as invalid:
-                await delivery.keep(rejected_record(verified, invalid, rejected_topic, received_ms))
-                raise
-            outcome = await delivery.keep(event_record(event, raw_topic, received_ms))
+            prepared = await intake.submit(body, received_ms)  # with the other bodies of this loop iteration
+            outcome = await delivery.keep(prepared.record)
+            if prepared.invalid is not None:  # authentic, refused by the schema: kept on the rejected topic
+                raise prepared.invalid
         except IngestError as exc:
             return _error_response(exc, delivery.metrics)
         delivery.metrics.requests[outcome] += 1

@@ -7,14 +7,14 @@ import asyncio
 from aiohttp import web
 
 from ingest.delivery import Delivery
+from ingest.intake import Intake
 from ingest.metrics import IngestMetrics
 from ingest.publisher import Publisher
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
-from ingest.verification import TokenVerifier
 
 SETTINGS = web.AppKey("settings", IngestSettings)
-VERIFIER = web.AppKey("verifier", TokenVerifier)
+INTAKE = web.AppKey("intake", Intake)
 METRICS = web.AppKey("metrics", IngestMetrics)
 SPOOL = web.AppKey("spool", Spool)
 PUBLISHER = web.AppKey("publisher", Publisher)
