@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ingest.errors import InvalidEvent, VerificationError
+from ingest.errors import InvalidEvent
 from ingest.records import OutboundRecord, decode_event, event_record, rejected_record
 from ingest.verification import TokenVerifier, Verified
 
@@ -59,14 +59,12 @@ class Intake:
                 continue
             try:
                 verified.append((self._verifier.verify_body(body), received_ms, future))
-            except VerificationError as refused:
-                future.set_exception(refused)
-            except Exception as bug:  # a bug, not this request's fault: a 500 for it, the others go on
-                future.set_exception(bug)
+            except Exception as failure:  # a VerificationError (401), or a bug (500): this body's alone
+                future.set_exception(failure)
         for authentic, received_ms, future in verified:
             try:
                 future.set_result(self._prepare(authentic, received_ms))
-            except Exception as bug:  # as above
+            except Exception as bug:  # this body's alone, as above
                 future.set_exception(bug)
 
     def _prepare(self, authentic: Verified, received_ms: int) -> Prepared:
