@@ -2,7 +2,7 @@
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 .venv/bin/python bench/ingest_load.py [--requests 20000]
         [--connections 64] [--max-seconds 60] [--rounds 1] [--no-pin] [--generator auto|wrk|python]
-        [--versus REV]
+        [--versus REV] [--paced-share 0.5]
 
 Each server runs in its own process on 127.0.0.1 (uvloop when installed), pinned to CPU 0, and the load
 generator and the local Kafka brokers' threads to CPU 1 when the machine has two: the service has a core to
@@ -22,7 +22,14 @@ drifts within seconds). Target (issue 3): ratio >= 0.5, p99 < 20 ms at 64 connec
 generator is slower than wrk: when it saturates its core before the bare server does, the ratio is an upper
 bound and the latency partly its own; the CPU share of each process is printed to tell.
 
-``--versus REV`` adds a third scenario to each round: the full service as of the git revision ``REV``
+``paced`` (each round, unless ``--paced-share 0``): the full service again, offered half the bare handler's
+rate of that round (``--paced-share``) in an open loop over the same connections, as webhooks arrive: request
+``n`` is due at ``n / rate`` whether or not earlier ones were answered, and its latency counts from when it was
+due when the server kept it waiting (wrk2's correction for coordinated omission; ``run_paced_load``, a Python
+client in this process, since wrk cannot pace). The closed loop above measures the latency of a saturated
+server, which is the connections over the rate (Little's law); this one measures it at the target's rate.
+
+``--versus REV`` adds a scenario to each round: the full service as of the git revision ``REV``
 (``git archive``), served right after this tree's, for before/after comparisons of a change. The summary gives
 each one's CPU per request and in how many rounds this tree used less (alternating rounds: a drifting machine
 moves both).
@@ -252,6 +259,151 @@ async def run_load(port: int, bodies: list[bytes], requests: int, connections: i
     }
 
 
+def paced_requests(port: int, bodies: list[bytes]) -> list[bytes]:
+    """Each body as a whole HTTP/1.1 POST to the webhook path, formatted once."""
+    head = f"POST {URL_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/jwt\r\n"
+    return [f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+
+
+def latency_origin(due: float, sent: float, previous_answered: float) -> float:
+    """Where a paced request's latency counts from: its scheduled time when the answer to its connection's
+    previous request came after that time (the server was behind; counting from the late send would hide the
+    wait, the "coordinated omission" wrk2 corrects for), else the moment it was sent (a sleep that woke late
+    is the generator's delay, not the server's)."""
+    return due if previous_answered > due else sent
+
+
+class PacedLoad:
+    """The schedule and the figures of ``run_paced_load``; ``clock`` is ``time.perf_counter`` (uvloop's
+    ``loop.time()`` counts whole milliseconds)."""
+
+    def __init__(self, requests: list[bytes], rate: float, connections: int, warmup_s: float, seconds: float) -> None:
+        self.requests, self.rate, self.connections = requests, rate, connections
+        self.warmup_s, self.seconds = warmup_s, seconds
+        self.clock = time.perf_counter
+        self.start = self.measured_from = self.end = 0.0
+        self.latencies: list[float] = []
+        self.statuses: dict[str, int] = {}
+        self.answered_in_window = 0
+
+    def begin(self) -> None:
+        """Request 0 is due now (the connections are open)."""
+        self.start = self.clock()
+        self.measured_from = self.start + self.warmup_s
+        self.end = self.measured_from + self.seconds
+
+    def record(self, due: float, sent: float, previous_answered: float, answered: float, head: bytes,
+               answer: bytes) -> None:
+        self.answered_in_window += self.measured_from <= answered <= self.end
+        if due < self.measured_from:
+            return
+        self.latencies.append(answered - latency_origin(due, sent, previous_answered))
+        outcome = f"{head[9:12].decode()}{'-spool' if b'spool' in answer else ''}"
+        self.statuses[outcome] = self.statuses.get(outcome, 0) + 1
+
+
+class PacedConnection(asyncio.Protocol):
+    """One keep-alive connection of a ``PacedLoad``: the requests numbered ``index``, ``index + connections``, …,
+    each sent when due or, when the server is behind, as soon as the previous one was answered."""
+
+    def __init__(self, load: PacedLoad, index: int) -> None:
+        self.load = load
+        self.number = index - load.connections
+        self.due = self.sent = self.answered = 0.0
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def begin(self) -> None:
+        self.answered = self.load.start
+        self.send_next()
+
+    def send_next(self) -> None:
+        load = self.load
+        self.number += load.connections
+        self.due = load.start + self.number / load.rate
+        if self.due >= load.end:
+            self.finished.set_result(None)
+            self.transport.close()
+            return
+        delay = self.due - load.clock()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._send)
+        else:
+            self._send()
+
+    def _send(self) -> None:
+        self.sent = self.load.clock()
+        self.transport.write(self.load.requests[self.number % len(self.load.requests)])
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        answer_end = head_end + 4 + content_length(self.buffer[:head_end])
+        if len(self.buffer) < answer_end:
+            return
+        head, answer, self.buffer = self.buffer[:head_end], self.buffer[head_end + 4:answer_end], self.buffer[answer_end:]
+        previous_answered, self.answered = self.answered, self.load.clock()
+        self.load.record(self.due, self.sent, previous_answered, self.answered, head, answer)
+        self.send_next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(ConnectionError(f"the server closed a connection of the paced load ({exc!r})"))
+
+
+async def run_paced_load(port: int, bodies: list[bytes], rate: float, connections: int, seconds: float,
+                         server_pid: int | None = None, warmup_s: float = 2.0) -> dict:
+    """Open-loop load at ``rate`` requests/s over ``connections`` keep-alive connections: a ``warmup_s`` warm-up,
+    then ``seconds`` measured. Request ``n`` is due at ``n / rate`` and goes on connection ``n % connections``
+    (``PacedConnection``); its latency counts from ``latency_origin``, as wrk2 counts. ``rps`` is the answers
+    that came within the measured seconds, per second: below ``rate``, the server did not keep up. With
+    ``server_pid``, its CPU over those seconds."""
+    loop = asyncio.get_running_loop()
+    load = PacedLoad(paced_requests(port, bodies), rate, connections, warmup_s, seconds)
+    paced = [(await loop.create_connection(lambda i=i: PacedConnection(load, i), "127.0.0.1", port))[1]
+             for i in range(connections)]
+    load.begin()
+    for connection in paced:
+        connection.begin()
+
+    async def server_cpu() -> tuple[float, float, float]:
+        await asyncio.sleep(load.measured_from - load.clock())
+        before, preempted, wall_before = cpu_split(server_pid), preemptions(server_pid), time.perf_counter()
+        await asyncio.sleep(load.end - load.clock())
+        wall = time.perf_counter() - wall_before
+        return (*cpu_use(before, cpu_split(server_pid), wall), (preemptions(server_pid) - preempted) / wall)
+
+    cpu_task = asyncio.ensure_future(server_cpu()) if server_pid is not None else None
+    client_before = time.process_time()
+    await asyncio.wait_for(asyncio.gather(*(c.finished for c in paced)), timeout=load.end - load.clock() + 30)
+    client_cpu = (time.process_time() - client_before) / (load.end - load.start)
+    latencies = sorted(load.latencies)
+    result = {
+        "rps": load.answered_in_window / seconds, "offered_rps": rate, "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000, "max_ms": latencies[-1] * 1000,
+        "count": len(latencies), "statuses": load.statuses, "elapsed_s": seconds, "client_cpu": client_cpu,
+        "generator": "python (paced, open loop)",
+    }
+    if cpu_task is not None:
+        result["server_cpu"], result["server_system_share"], result["preempted_per_s"] = await cpu_task
+    return result
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of an HTTP response head (0 when it has none)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 async def create_topic(bootstrap: str, topic: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -358,19 +510,25 @@ def brokers_on(cpus: set[int], bootstrap: str) -> Iterator[int]:
                 os.sched_setaffinity(tid, before)
 
 
-def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str, source: str | None = None) -> dict:
+def measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str, source: str | None = None,
+            rate: float | None = None) -> dict:
     """One scenario: start its server (from ``source`` when given), load it with the generator ``args`` name
-    (see ``generator_of``)."""
+    (see ``generator_of``) as fast as it answers, or with ``rate``: at that many requests/s (``run_paced_load``)."""
     with brokers_on({1}, args.bootstrap) if args.pin else contextlib.nullcontext(0):
-        return _measure(kind, args, bodies, topic, source)
+        return _measure(kind, args, bodies, topic, source, rate)
 
 
-def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str, source: str | None) -> dict:
+def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: str, source: str | None,
+             rate: float | None) -> dict:
     generator = generator_of(args)
     with tempfile.TemporaryDirectory(prefix="onduty-bench-spool-") as spool_dir:
         process, port = start_server(kind, args, topic, spool_dir, source)
         try:
-            if generator == "wrk":
+            if rate is not None:
+                seconds = min(args.max_seconds, max(5.0, args.requests / rate))
+                result = new_loop().run_until_complete(
+                    run_paced_load(port, bodies, rate, args.connections, seconds, server_pid=process.pid))
+            elif generator == "wrk":
                 tokens_file = Path(spool_dir).parent / f"{Path(spool_dir).name}.tokens"
                 tokens_file.write_bytes(b"\n".join(bodies) + b"\n")
                 try:
@@ -411,6 +569,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20_000, help="distinct signed events to rotate through")
     parser.add_argument("--versus", metavar="REV", help="also serve the full service as of this git revision in "
                         "each round, for a before/after comparison")
+    parser.add_argument("--paced-share", type=float, default=0.5, metavar="SHARE",
+                        help="each round also offers the full service this share of the round's bare rate, paced "
+                        "(open loop, same connections), for p99 at that rate (default 0.5, the target's; 0: not)")
     args = parser.parse_args()
     if args.serve:
         if args.source:
@@ -440,7 +601,10 @@ def main() -> None:
         results = {kind: measure(kind, args, bodies, args.topic) for kind in ("bare", "full")}
         if versus is not None:
             results[versus[0]] = measure("full", args, bodies, args.topic, source=versus[1])
-        rounds.append(summarise(results))
+        if args.paced_share > 0:
+            results["paced"] = measure("full", args, bodies, args.topic,
+                                       rate=args.paced_share * results["bare"]["rps"])
+        rounds.append(summarise(results, versus[0] if versus is not None else None))
         if args.rounds > 1:
             print(f"round {number}:")
         for kind, r in results.items():
@@ -461,13 +625,20 @@ def main() -> None:
                   "(see 'preempted')")
         print(f"  ratio full/bare {summary['ratio']:.2f} (target >= 0.5); "
               f"full p99 {summary['full_p99_ms']:.1f} ms (target < 20 ms)")
+        if "paced" in results:
+            paced = results["paced"]
+            print(f"  paced: the full service offered {args.paced_share:g}x the bare rate "
+                  f"({paced['offered_rps']:.0f} req/s, open loop) answered {summary['paced_kept_up']:.1%} of it "
+                  f"in time, p99 {paced['p99_ms']:.1f} ms (target < 20 ms), max {paced['max_ms']:.0f} ms")
         if versus is not None:
             print(f"  CPU per request, this tree/{versus[0]}: {summary['versus_cpu']:.3f}")
     if len(rounds) > 1:
         print(f"over {len(rounds)} rounds, median [min–max]:")
         for name, unit in (("ratio", ""), ("cpu_ratio", ""), ("bare_rps", " req/s"), ("full_rps", " req/s"),
                            ("bare_p50_ms", " ms"), ("bare_p99_ms", " ms"), ("full_p50_ms", " ms"),
-                           ("full_p99_ms", " ms")):
+                           ("full_p99_ms", " ms"), ("paced_kept_up", ""), ("paced_p99_ms", " ms")):
+            if name not in rounds[0]:
+                continue
             values = sorted(r[name] for r in rounds)
             print(f"  {name:12} {statistics.median(values):7.2f}{unit}  [{values[0]:.2f}–{values[-1]:.2f}]")
     if versus is not None:
@@ -481,14 +652,20 @@ def cpu_per_request(result: dict) -> float:
     return result["server_cpu"] / result["rps"]
 
 
-def summarise(results: dict) -> dict:
-    """A round's figures; with a ``--versus`` scenario (the third), this tree's CPU per request over its."""
-    bare, full, *versus = results.values()
-    return {"ratio": full["rps"] / bare["rps"],
-            **({"versus_cpu": cpu_per_request(full) / cpu_per_request(versus[0])} if versus else {}),
-            "cpu_ratio": cpu_per_request(bare) / cpu_per_request(full),
-            "bare_rps": bare["rps"], "full_rps": full["rps"], "bare_p50_ms": bare["p50_ms"],
-            "bare_p99_ms": bare["p99_ms"], "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
+def summarise(results: dict, versus: str | None = None) -> dict:
+    """A round's figures; with a ``--versus`` scenario, this tree's CPU per request over its; with a paced one,
+    its p99 and the share of the offered rate it answered within the measured seconds."""
+    bare, full = results["bare"], results["full"]
+    summary = {"ratio": full["rps"] / bare["rps"], "cpu_ratio": cpu_per_request(bare) / cpu_per_request(full),
+               "bare_rps": bare["rps"], "full_rps": full["rps"], "bare_p50_ms": bare["p50_ms"],
+               "bare_p99_ms": bare["p99_ms"], "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
+    if versus is not None:
+        summary["versus_cpu"] = cpu_per_request(full) / cpu_per_request(results[versus])
+    if "paced" in results:
+        summary["paced_kept_up"] = results["paced"]["rps"] / results["paced"]["offered_rps"]
+        summary["paced_p99_ms"] = results["paced"]["p99_ms"]
+    return summary
+
 
 if __name__ == "__main__":
     main()
