@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a setting it cannot use, a Kafka it cannot reach or a broker that cannot start ends it with
     the reason on one line (exit 2)."""
+    from onduty import log_repeats
     from onduty.env import SettingsError
     from onduty.kafka_broker import BrokerError
     from onduty.topics_admin import TopicsError
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_repeats.install()  # the Kafka client's retry lines: one per kind a minute while Kafka is down
     try:
         return int(args.func(args) or 0)
     except (SettingsError, TopicsError, BrokerError) as exc:

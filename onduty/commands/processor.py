@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     ensure_internal_topics(app, settings)
     level = logging.getLevelName(logging.getLogger().level).lower()
-    worker = faust.Worker(app, loglevel=level if level != "notset" else "info", quiet=True)
+    worker = _worker_class(faust.Worker)(app, loglevel=level if level != "notset" else "info", quiet=True)
     # No terminal spinner: at level WARNING and above Faust would drive it from a DEBUG-level root logger, so every
     # debug call of aiokafka and Faust built a log record (about 8% of a worker's CPU under load).
     worker.spinner = None
@@ -52,6 +52,20 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     worker.execute_from_commandline()
     return 0
+
+
+def _worker_class(base: type) -> type:
+    """Faust's worker class, keeping the limit on the Kafka client's repeated lines (``onduty.log_repeats``): mode
+    replaces the root logger's handlers, and the limiter the ``onduty`` command put on them, when it sets up
+    logging."""
+    from onduty import log_repeats
+
+    class Worker(base):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            log_repeats.install()
+
+    return Worker
 
 
 def ensure_pipeline_topics(settings) -> int:

@@ -1,0 +1,65 @@
+"""Repeated log lines of the Kafka client, at most one per kind a minute.
+
+While Kafka is unreachable, aiokafka retries every 100 ms or so and logs every attempt: an ingest service whose
+broker was down for 22 s logged 939 lines, about 43 a second ("Unable connect to node with id 1", "Unable to
+update metadata from [1]", "Got error produce response: NodeNotReadyError"), so an outage of an hour would bury
+everything else in the log. Our own lines already say what matters: when Kafka became unreachable, that events go
+to the spool, and when it is back.
+
+``RepeatLimiter`` lets the first line of each kind through (a kind is the logger, the level and the message
+template before its arguments: "Unable connect to node with id %s: %s" whatever the node and the error), drops
+the repeats for ``interval_s``, and then lets the next one through saying how many it dropped. Only the loggers
+named by ``prefixes`` are limited; ``install`` puts it on the root logger's handlers, where every logger's lines
+pass (a filter on a logger would not see its children's).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+KAFKA_CLIENT_LOGGERS = ("aiokafka",)
+INTERVAL_S = 60.0
+_KINDS_KEPT = 1_000
+
+
+class RepeatLimiter(logging.Filter):
+    """At most one line per kind and ``interval_s`` from the loggers named by ``prefixes`` (and their children)."""
+
+    def __init__(self, prefixes: Iterable[str] = KAFKA_CLIENT_LOGGERS, interval_s: float = INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._prefixes = tuple(prefixes)
+        self._interval_s = interval_s
+        self._clock = clock
+        self._kinds: dict[tuple[str, int, str], list[float]] = {}
+        """Per kind: when its last line went through, and how many were dropped since."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._limits(record.name):
+            return True
+        kind = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        seen = self._kinds.get(kind)
+        if seen is not None and now - seen[0] < self._interval_s:
+            seen[1] += 1
+            return False
+        if len(self._kinds) >= _KINDS_KEPT:  # templates are few; pre-formatted messages could be many
+            self._kinds.clear()
+        self._kinds[kind] = [now, 0]
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} [{int(seen[1])} more like this in the last {now - seen[0]:.0f} s, not logged]"
+        return True
+
+    def _limits(self, name: str) -> bool:
+        return any(name == prefix or name.startswith(prefix + ".") for prefix in self._prefixes)
+
+
+def install(limiter: logging.Filter | None = None) -> logging.Filter:
+    """Put ``limiter`` (a new ``RepeatLimiter`` by default) on every handler of the root logger that has none."""
+    limiter = limiter or RepeatLimiter()
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RepeatLimiter) for f in handler.filters):
+            handler.addFilter(limiter)
+    return limiter
