@@ -1,4 +1,4 @@
-"""Repeated log lines of the Kafka client, at most one per kind a minute.
+"""Repeated log lines of the Kafka client (and of the ingest's producer starting it), at most one per kind a minute.
 
 While Kafka is unreachable, aiokafka retries every 100 ms or so and logs every attempt: an ingest service whose
 broker was down for 22 s logged 939 lines, about 43 a second ("Unable connect to node with id 1", "Unable to
@@ -19,7 +19,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-KAFKA_CLIENT_LOGGERS = ("aiokafka",)
+KAFKA_CLIENT_LOGGERS = ("aiokafka", "ingest.publisher")
+"""aiokafka's loggers, and the ingest's producer, whose failed start is retried up to every 2 s while Kafka is down."""
 INTERVAL_S = 60.0
 _KINDS_KEPT = 1_000
 

@@ -54,6 +54,9 @@ def test_only_the_kafka_clients_loggers_are_limited():
         assert limiter.filter(line("aiokafkax", "not the client"))
     assert limiter.filter(line("aiokafka.cluster", "Topic %s not found in cluster metadata", "t"))
     assert not limiter.filter(line("aiokafka.cluster", "Topic %s not found in cluster metadata", "t"))
+    # the ingest's producer retries its start up to every 2 s while Kafka is down
+    assert limiter.filter(line("ingest.publisher", "Kafka at %s not reachable (%s)", "k:9092", "refused"))
+    assert not limiter.filter(line("ingest.publisher", "Kafka at %s not reachable (%s)", "k:9092", "refused"))
 
 
 @pytest.fixture
