@@ -31,14 +31,15 @@ ID_RULE = "1 to 64 characters, none of them '#', ':', whitespace or a control ch
 INVALID_ID = f"Expected an id of {ID_RULE}, or a number"
 
 
-class InvalidId(Exception):
+class InvalidId(msgspec.ValidationError):
     """A string id that breaks ``ID_PATTERN``, raised by a Struct's ``__post_init__`` with the id's path in the
-    event; the decode functions turn it into a ``SchemaError``. Not a ``ValueError``: msgspec would replace its
-    path by the Struct's."""
+    event, worded as msgspec words its own errors (``... - at `$.target.id```). A ``msgspec.ValidationError``, so
+    that decoding with msgspec directly raises what msgspec raises for any other invalid field (msgspec passes it
+    through as it is); not a ``ValueError``, which msgspec would re-raise with the Struct's path instead of the
+    id's. The decode functions turn it into a ``SchemaError`` like any other ``ValidationError``."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(f"{INVALID_ID} (at {path})")
-        self.path = path
+        super().__init__(f"{INVALID_ID} - at `{path}`")
 
 
 _ID_CHARACTERS = r"[^#:\s\x00-\x1f\x7f-\x9f]{1,64}"
@@ -133,8 +134,6 @@ def decode_agent_status_event(raw: bytes | str) -> AgentStatusEvent:
     """Decode a JSON document into an event; raise ``SchemaError`` naming the faulty field."""
     try:
         return _event_json_decoder.decode(raw)
-    except InvalidId as exc:
-        raise SchemaError(INVALID_ID, exc.path) from None
     except msgspec.ValidationError as exc:
         raise SchemaError.from_validation(exc) from None
     except msgspec.DecodeError as exc:
@@ -155,8 +154,6 @@ def decode_agent_status_payload(payload: Any) -> AgentStatusEvent:
         raise SchemaError(f"Expected `object`, got `{type(payload).__name__}`", "$")
     try:
         return msgspec.convert(payload, _event_converter_type)
-    except InvalidId as exc:
-        raise SchemaError(INVALID_ID, exc.path) from None
     except msgspec.ValidationError as exc:
         raise SchemaError.from_validation(exc) from None
     except ValueError as exc:

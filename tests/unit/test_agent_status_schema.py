@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import re
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import SchemaError, decode_agent_status_event, decode_agent_status_payload, dedup_identity, encode
+from schemas import (
+    AgentStatusEvent,
+    SchemaError,
+    decode_agent_status_event,
+    decode_agent_status_payload,
+    dedup_identity,
+    encode,
+)
 from schemas.agent_status import ID_PATTERN, INVALID_ID
 from tests.samples import SPEC_SAMPLE, payload
 
@@ -204,3 +212,19 @@ def test_ids_are_accepted_exactly_when_the_json_schemas_pattern_matches(call_cen
             with pytest.raises(SchemaError) as caught:
                 decoder(data)
             assert (caught.value.path, caught.value.message) == (broken[0], INVALID_ID)
+
+
+@pytest.mark.parametrize("call_center_ids, target_id, path", [
+    (["5883344555555555"], "57#2", "$.target.id"),
+    (["5883344555555555", "a b"], "5728255400000000", "$.call_center_ids[1]"),
+])
+def test_decoding_with_msgspec_directly_refuses_a_broken_id_as_msgspec_refuses_any_field(call_center_ids, target_id,
+                                                                                      path):
+    """A consumer that decodes with msgspec and our Structs, without the package's functions, gets msgspec's
+    ``ValidationError`` in msgspec's words, naming the id's path."""
+    data = payload(target={"id": target_id}, call_center_ids=call_center_ids)
+    for decode_directly in (lambda: msgspec.json.decode(json.dumps(data), type=AgentStatusEvent),
+                            lambda: msgspec.convert(data, AgentStatusEvent)):
+        with pytest.raises(msgspec.ValidationError) as caught:
+            decode_directly()
+        assert str(caught.value) == f"{INVALID_ID} - at `{path}`"
