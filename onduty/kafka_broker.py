@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onduty.processes import stop_process
+from onduty.processes import exit_reason, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -219,20 +219,36 @@ class LocalKafkaBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BrokerError(f"Kafka exited with code {self.process.returncode} during start-up:\n{self._log_tail()}")
+                raise BrokerError(f"Kafka exited with code {self.process.returncode} during start-up:\n{self.log_tail()}")
             if _port_open(self.config.port):
                 log.info("Kafka %s ready on %s (logs: %s)", KAFKA_VERSION, self.config.bootstrap, self.log_file)
                 return self.config.bootstrap
             time.sleep(0.2)
         self.stop()
-        raise BrokerError(f"Kafka did not open {self.config.bootstrap} within {timeout_s:.0f}s:\n{self._log_tail()}")
+        raise BrokerError(f"Kafka did not open {self.config.bootstrap} within {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    name = "Kafka"
+
+    def exit_code(self) -> int | None:
+        """None while the broker runs (or was never started); its ``returncode`` once it exited."""
+        return None if self.process is None else self.process.poll()
+
+    def exit_reason(self) -> str:
+        return exit_reason(self.exit_code())
+
+    def exit_report(self) -> str | None:
+        """None while the broker runs (or was never started); once it exited on its own, how, and the end of its
+        log."""
+        if self.exit_code() is None:
+            return None
+        return f"Kafka {self.exit_reason()}:\n{self.log_tail()}"
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM for a clean shutdown; SIGKILL if it does not finish in time."""
         process, self.process = self.process, None
         stop_process(process, "Kafka", timeout_s)
 
-    def _log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = 40) -> str:
         texts = []
         for path in (self.config.data_dir / "broker.stdout", self.log_file):
             if path.exists():

@@ -1,4 +1,4 @@
-"""Stopping a child process the way every part of the local stack does."""
+"""Stopping a child process the way every part of the local stack does, and saying how one ended."""
 
 from __future__ import annotations
 
@@ -20,3 +20,10 @@ def stop_process(process: subprocess.Popen | None, name: str, timeout_s: float =
         log.warning("%s did not stop within %.0fs; killing it", name, timeout_s)
         process.kill()
         process.wait()
+
+
+def exit_reason(code: int | None) -> str:
+    """How a child process ended, from its ``returncode``: "exited with code 1", "was killed by SIGKILL"."""
+    if code is not None and code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"

@@ -22,8 +22,12 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from onduty.processes import stop_process
+from onduty.processes import exit_reason, stop_process
+
+if TYPE_CHECKING:
+    from onduty.kafka_broker import LocalKafkaBroker
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +146,7 @@ class Service:
         return None if self.process is None else self.process.poll()
 
     def exit_reason(self) -> str:
-        code = self.exit_code()
-        if code is not None and code < 0:
-            return f"was killed by {signal.Signals(-code).name}"
-        return f"exited with code {code}"
+        return exit_reason(self.exit_code())
 
     def stop(self, timeout_s: float = 30.0) -> None:
         stop_process(self.process, self.name, timeout_s)
@@ -288,11 +289,13 @@ class LocalStack:
 
     # -- run and stop --------------------------------------------------------------------------------------
 
-    def dead_service(self) -> Service | None:
-        return next((s for s in self.services if s.exit_code() is not None), None)
+    def dead_service(self) -> Service | LocalKafkaBroker | None:
+        """The first service, or the broker the stack started, that exited on its own."""
+        running = [*self.services, *([self.broker] if self.broker is not None else [])]
+        return next((s for s in running if s.exit_code() is not None), None)
 
-    def wait(self, stop_requested: Callable[[], bool]) -> Service | None:
-        """Block until ``stop_requested()`` or a service exits; return the service that exited, if any."""
+    def wait(self, stop_requested: Callable[[], bool]) -> Service | LocalKafkaBroker | None:
+        """Block until ``stop_requested()`` or a service (or the broker) exits; return the one that exited, if any."""
         while not stop_requested():
             dead = self.dead_service()
             if dead is not None:

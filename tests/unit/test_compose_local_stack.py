@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import stat
 
 import jwt
@@ -57,3 +59,25 @@ def test_a_busy_port_stops_the_start_before_anything_runs(tmp_path):
         with pytest.raises(StackError, match=f"ingest port {port}"):
             stack.start()
     assert stack.services == [] and not (tmp_path / DEV_SECRET_FILE).exists()
+
+
+def test_a_broker_the_stack_started_that_dies_is_reported_like_a_dead_service(tmp_path):
+    """`onduty up` names what died, shows its last lines and stops the rest: the broker it started too, not only
+    the ingest and the workers (before, a dead broker left the stack running on without Kafka, silently)."""
+    from onduty.kafka_broker import BrokerConfig, LocalKafkaBroker
+
+    stack = LocalStack(StackConfig(var_dir=tmp_path, environ={}))
+    stack.broker = LocalKafkaBroker(BrokerConfig(data_dir=tmp_path / "kafka", port=1))
+    (tmp_path / "kafka").mkdir()
+    (tmp_path / "kafka" / "broker.stdout").write_text("java.lang.OutOfMemoryError: Java heap space\n")
+    stack.broker.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert stack.dead_service() is None
+        stack.broker.process.kill()
+        stack.broker.process.wait()
+        dead = stack.wait(lambda: False)
+        assert dead is stack.broker
+        assert f"{dead.name} {dead.exit_reason()}" == "Kafka was killed by SIGKILL"
+        assert "OutOfMemoryError" in dead.log_tail()
+    finally:
+        stack.stop()

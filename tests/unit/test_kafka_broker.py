@@ -1,8 +1,14 @@
-"""The local broker's pure helpers (the broker itself is exercised by every integration test)."""
+"""The local broker's helpers, and `onduty kafka` ending when its broker exits (the broker itself is exercised by
+every integration test)."""
 
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
+import threading
 import uuid
 
 from onduty import kafka_broker
@@ -20,3 +26,43 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
     monkeypatch.setattr(kafka_broker.uuid, "uuid4", lambda: next(drawn))
     cluster_id = kafka_broker.new_cluster_id()
     assert cluster_id == base64.urlsafe_b64encode(b"\x01" + bytes(15)).decode().rstrip("=")
+
+
+def test_a_broker_that_exits_on_its_own_ends_the_wait_with_its_exit_code_and_log(tmp_path):
+    from onduty.commands.kafka import wait_for_termination
+
+    broker = kafka_broker.LocalKafkaBroker(kafka_broker.BrokerConfig(data_dir=tmp_path, port=1))
+    assert broker.exit_report() is None  # not started
+    (tmp_path / "broker.stdout").write_text("java.lang.OutOfMemoryError: Java heap space\n")
+    broker.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(3)"])
+    try:
+        report = wait_for_termination(broker, poll_s=0.05)
+    finally:
+        broker.stop()
+    assert report is not None
+    assert report.startswith("Kafka exited with code 3:")
+    assert "OutOfMemoryError" in report
+
+
+def test_the_wait_ends_on_sigterm_and_gives_the_signal_handlers_back(tmp_path):
+    from onduty.commands.kafka import wait_for_termination
+
+    broker = kafka_broker.LocalKafkaBroker(kafka_broker.BrokerConfig(data_dir=tmp_path, port=1))
+    broker.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert wait_for_termination(broker, poll_s=0.05) is None
+    finally:
+        timer.cancel()
+        broker.stop()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_killed_broker_is_reported_by_its_signal(tmp_path):
+    broker = kafka_broker.LocalKafkaBroker(kafka_broker.BrokerConfig(data_dir=tmp_path, port=1))
+    broker.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    broker.process.kill()
+    broker.process.wait()
+    assert broker.exit_report().startswith("Kafka was killed by SIGKILL:")
