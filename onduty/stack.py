@@ -121,6 +121,12 @@ def _die_with_parent() -> None:
         pass
 
 
+SERVICE_STOP_S = 30.0
+"""How long a service gets to stop after SIGTERM before SIGKILL."""
+BROKER_GONE_STOP_S = 5.0
+"""The same once the stack's own broker has died (nothing left to flush or commit to)."""
+
+
 @dataclass
 class Service:
     """One child process of the stack."""
@@ -148,7 +154,7 @@ class Service:
     def exit_reason(self) -> str:
         return exit_reason(self.exit_code())
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = SERVICE_STOP_S) -> None:
         stop_process(self.process, self.name, timeout_s)
 
     def log_tail(self, lines: int = 30) -> str:
@@ -309,11 +315,15 @@ class LocalStack:
             self.services.remove(service)
 
     def stop(self) -> None:
-        """Stop every service in reverse order of start, then the broker."""
+        """Stop every service in reverse order of start, then the broker. When the broker the stack started has
+        died, each service gets a few seconds only: the workers would spend their 30 s trying to commit to it."""
+        broker_gone = self.broker is not None and self.broker.exit_code() is not None
+        timeout_s = BROKER_GONE_STOP_S if broker_gone else SERVICE_STOP_S
         for service in reversed(self.services):
             if service.exit_code() is None:
-                log.info("stopping %s", service.name)
-            service.stop()
+                log.info("stopping %s%s", service.name,
+                         f" (Kafka is gone: {timeout_s:.0f} s at most)" if broker_gone else "")
+            service.stop(timeout_s)
         self.services.clear()
         if self.broker is not None:
             log.info("stopping Kafka")

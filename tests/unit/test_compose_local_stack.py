@@ -1,16 +1,28 @@
-"""`onduty up`'s pure parts: the dev secret it generates, the signed sample it prints, its refusal of busy ports."""
+"""`onduty up`'s parts: the dev secret it generates, the signed sample it prints, its refusal of busy ports, and
+what it does when the broker it started dies."""
 
 from __future__ import annotations
 
 import socket
+import stat
 import subprocess
 import sys
-import stat
+import time
 
 import jwt
 import pytest
 
-from onduty.stack import DEV_SECRET_FILE, LocalStack, StackConfig, StackError, missing_commands, sample_token, webhook_secrets
+from onduty import stack as stack_module
+from onduty.stack import (
+    DEV_SECRET_FILE,
+    LocalStack,
+    Service,
+    StackConfig,
+    StackError,
+    missing_commands,
+    sample_token,
+    webhook_secrets,
+)
 from schemas import decode_agent_status_payload
 
 
@@ -61,7 +73,7 @@ def test_a_busy_port_stops_the_start_before_anything_runs(tmp_path):
     assert stack.services == [] and not (tmp_path / DEV_SECRET_FILE).exists()
 
 
-def test_a_broker_the_stack_started_that_dies_is_reported_like_a_dead_service(tmp_path):
+def test_a_broker_the_stack_started_that_dies_is_reported_like_a_dead_service(tmp_path, monkeypatch):
     """`onduty up` names what died, shows its last lines and stops the rest: the broker it started too, not only
     the ingest and the workers (before, a dead broker left the stack running on without Kafka, silently)."""
     from onduty.kafka_broker import BrokerConfig, LocalKafkaBroker
@@ -79,5 +91,18 @@ def test_a_broker_the_stack_started_that_dies_is_reported_like_a_dead_service(tm
         assert dead is stack.broker
         assert f"{dead.name} {dead.exit_reason()}" == "Kafka was killed by SIGKILL"
         assert "OutOfMemoryError" in dead.log_tail()
+        # the services then get BROKER_GONE_STOP_S, not 30 s each (a worker would spend them trying to commit)
+        monkeypatch.setattr(stack_module, "BROKER_GONE_STOP_S", 0.5)
+        stubborn = Service("processor-1", [sys.executable, "-c", "import signal, time; "
+                           "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"],
+                           {}, tmp_path / "processor-1.log")
+        stubborn.start()
+        stack.services.append(stubborn)
+        while "up" not in stubborn.log_tail():  # its SIGTERM handler is in place
+            time.sleep(0.05)
+        started = time.monotonic()
+        stack.stop()
+        assert time.monotonic() - started < 10
+        assert stubborn.exit_reason() == "was killed by SIGKILL"
     finally:
         stack.stop()
