@@ -57,6 +57,8 @@ class PostReport:
     total: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, str] = field(default_factory=dict)
+    """Per error kind, the first one's message (e.g. which host could not be reached)."""
     retries: int = 0
     elapsed_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
@@ -74,16 +76,19 @@ class PostReport:
 
     def summary(self) -> str:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items())) or "none"
+        failed = sum(self.errors.values())
         lines = [
             f"posted {self.done} of {self.total} deliveries in {self.elapsed_s:.1f} s "
             f"({self.done / self.elapsed_s if self.elapsed_s else 0:.0f}/s)"
+            + (f": {self.done - failed} answered, {failed} never answered" if failed else "")
             + (" — stopped at the time limit" if self.stopped_early else ""),
             f"status codes: {codes}",
             f"latency ms: p50 {self.percentile_ms(0.5):.1f}, p99 {self.percentile_ms(0.99):.1f}, "
             f"retries {self.retries}",
         ]
         if self.errors:
-            lines.append("errors: " + ", ".join(f"{name}: {n}" for name, n in self.errors.most_common()))
+            lines.append("errors: " + ", ".join(f"{name}: {n} (the first: {self.error_examples.get(name, name)})"
+                                                for name, n in self.errors.most_common()))
         return "\n".join(lines)
 
 
@@ -131,6 +136,7 @@ async def _deliver(
                 await asyncio.sleep(RETRY_WAITS_S[0])
                 continue
             report.errors[type(exc).__name__] += 1
+            report.error_examples.setdefault(type(exc).__name__, str(exc) or repr(exc))
             return None
         if status >= 500 and retry and server_retries < len(RETRY_WAITS_S):
             await asyncio.sleep(RETRY_WAITS_S[server_retries])

@@ -92,3 +92,17 @@ def test_traffic_dated_beyond_the_plausibility_bound_when_posted_is_counted():
     real_time = PostSettings(url="http://x", secret=None, speed=1.0)
     assert dated_too_far_ahead(deliveries, real_time, now, 15 * minute) == 0  # each posted when its date comes
     assert dated_too_far_ahead(deliveries, as_fast_as_possible, now + 60 * minute, 15 * minute) == 0  # the past
+
+
+async def test_a_receiver_that_cannot_be_reached_is_named_in_the_summary():
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    deliveries = generate(SimulationConfig(agents=2, duration_ms=600_000, seed=2)).deliveries[:3]
+    report = await post_deliveries(deliveries, PostSettings(f"http://127.0.0.1:{port}/hook", SECRET, retry=False,
+                                                            progress=None))
+    summary = report.summary()
+    assert "posted 3 of 3 deliveries" in summary and ": 0 answered, 3 never answered" in summary
+    assert "ClientConnectorError: 3 (the first: Cannot connect to host 127.0.0.1:" in summary
