@@ -165,6 +165,9 @@ logger.statechange.level = WARN
 class LocalKafkaBroker:
     """One broker process. ``start()`` returns once the client port accepts connections."""
 
+    name = "Kafka"
+    """What ``onduty up`` calls it when it dies (as it names its services)."""
+
     def __init__(self, config: BrokerConfig, libs: Path | None = None) -> None:
         if config.controller_port == 0:
             config.controller_port = free_port()
@@ -219,15 +222,13 @@ class LocalKafkaBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BrokerError(f"Kafka exited with code {self.process.returncode} during start-up:\n{self.log_tail()}")
+                raise BrokerError(f"Kafka {self.exit_reason()} during start-up:\n{self.log_tail()}")
             if _port_open(self.config.port):
                 log.info("Kafka %s ready on %s (logs: %s)", KAFKA_VERSION, self.config.bootstrap, self.log_file)
                 return self.config.bootstrap
             time.sleep(0.2)
         self.stop()
         raise BrokerError(f"Kafka did not open {self.config.bootstrap} within {timeout_s:.0f}s:\n{self.log_tail()}")
-
-    name = "Kafka"
 
     def exit_code(self) -> int | None:
         """None while the broker runs (or was never started); its ``returncode`` once it exited."""
