@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import gc
 import logging
+import socket
 from pathlib import Path
 
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
                  "data_dir": args.data_dir}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None}).check()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_web_port_free(settings.web_bind or settings.web_host, settings.web_port)
     brokers = ensure_pipeline_topics(settings)
     if settings.replication_factor is None:
         settings = dataclasses.replace(settings, replication_factor=min(3, brokers))
@@ -52,6 +54,20 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     worker.execute_from_commandline()
     return 0
+
+
+def check_web_port_free(host: str, port: int) -> None:
+    """Refuse to start (one line, exit 2) when the query API's address is taken, instead of Faust's three
+    tracebacks once the worker has joined the group: another worker on this machine needs its own port."""
+    from onduty.env import SettingsError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the query API's server binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(f"the query API cannot listen on {host}:{port} ({exc.strerror}); another worker on "
+                                "this machine needs its own --web-port / ONDUTY_PROCESSOR_WEB_PORT") from None
 
 
 def _worker_class(base: type) -> type:

@@ -48,6 +48,9 @@ def test_the_command_names_the_bad_setting_and_exits_2(monkeypatch, capsys, argv
 def test_an_unreachable_kafka_is_one_line_not_a_traceback(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("ONDUTY_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens on port 1
     monkeypatch.setenv("ONDUTY_PROCESSOR_DATA_DIR", str(tmp_path))
+    with socket.socket() as probe:  # a free query API port (the default may be taken on this machine)
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("ONDUTY_PROCESSOR_WEB_PORT", str(probe.getsockname()[1]))
     assert cli.main(["processor"]) == 2
     err = capsys.readouterr().err
     assert "onduty processor: cannot reach Kafka at 127.0.0.1:1" in err and "Traceback" not in err
@@ -93,3 +96,16 @@ def test_an_unusable_spool_directory_or_a_taken_port_stops_the_ingest_with_one_l
         port = taken.getsockname()[1]
         assert cli.main(["ingest", "--host", "127.0.0.1", "--port", str(port)]) == 2
     assert f"cannot serve on 127.0.0.1:{port}" in caplog.text
+
+
+def test_a_taken_query_api_port_stops_the_processor_with_one_line_before_it_joins_the_group(monkeypatch, capsys,
+                                                                                            tmp_path):
+    monkeypatch.setenv("ONDUTY_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # checked first: Kafka is never asked
+    monkeypatch.setenv("ONDUTY_PROCESSOR_DATA_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["processor", "--web-host", "127.0.0.1", "--web-port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"onduty processor: the query API cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
