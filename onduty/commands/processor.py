@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import logging
 import socket
+import tempfile
 from pathlib import Path
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"web_port": args.web_port, "web_host": args.web_host, "web_bind": args.web_bind,
                  "data_dir": args.data_dir}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None}).check()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     check_web_port_free(settings.web_bind or settings.web_host, settings.web_port)
     brokers = ensure_pipeline_topics(settings)
     if settings.replication_factor is None:
@@ -54,6 +55,20 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     worker.execute_from_commandline()
     return 0
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the worker's data directory and make sure it can write there; else one line naming the setting
+    (exit 2), not a traceback here or from Faust later."""
+    from onduty.env import SettingsError
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise SettingsError(f"ONDUTY_PROCESSOR_DATA_DIR (--data-dir) {str(data_dir)!r} cannot hold the worker's "
+                            f"data: {exc.strerror or exc}") from None
 
 
 def check_web_port_free(host: str, port: int) -> None:

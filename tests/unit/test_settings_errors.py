@@ -109,3 +109,14 @@ def test_a_taken_query_api_port_stops_the_processor_with_one_line_before_it_join
         assert cli.main(["processor", "--web-host", "127.0.0.1", "--web-port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"onduty processor: the query API cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_a_data_directory_the_worker_cannot_use_stops_the_processor_with_one_line(monkeypatch, capsys, tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("ONDUTY_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # checked first: Kafka is never asked
+    monkeypatch.setenv("ONDUTY_PROCESSOR_DATA_DIR", str(not_a_directory))
+    assert cli.main(["processor"]) == 2
+    err = capsys.readouterr().err
+    assert f"onduty processor: ONDUTY_PROCESSOR_DATA_DIR (--data-dir) '{not_a_directory}' cannot hold" in err
+    assert "Traceback" not in err
