@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 
-from onduty.env import env_int, env_str, kafka_bootstrap
+from onduty.env import SettingsError, env_int, env_str, kafka_bootstrap
 from schemas.topics import DEFAULT_PARTITIONS, RAW_AGENT_STATUS, REJECTED_AGENT_STATUS
 
 
@@ -33,8 +33,15 @@ def run(args: argparse.Namespace) -> int:
     from schemas.topics import pipeline_topics
 
     bootstrap = args.bootstrap or kafka_bootstrap()
-    partitions = args.partitions or env_int("PARTITIONS", DEFAULT_PARTITIONS)
-    replication = args.replication_factor or env_int("REPLICATION_FACTOR", 0) or None
+    partitions = args.partitions if args.partitions is not None else env_int("PARTITIONS", DEFAULT_PARTITIONS)
+    if partitions < 1:  # 0 used to fall back to the default silently
+        raise SettingsError(f"--partitions / ONDUTY_PARTITIONS must be at least 1, not {partitions}")
+    replication = (args.replication_factor if args.replication_factor is not None
+                   else env_int("REPLICATION_FACTOR", 0))
+    if replication < 0:
+        raise SettingsError("--replication-factor / ONDUTY_REPLICATION_FACTOR must be positive (0: automatic), "
+                            f"not {replication}")
+    replication = replication or None  # automatic: min(3, number of brokers)
     specs = pipeline_topics(env_str("RAW_TOPIC", RAW_AGENT_STATUS), partitions,
                             rejected_topic=env_str("REJECTED_TOPIC", REJECTED_AGENT_STATUS))
     deadline = time.monotonic() + args.wait
