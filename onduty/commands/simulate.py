@@ -186,13 +186,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulated {len(simulation.events)} events, {len(simulation.deliveries)} deliveries "
           f"({config.agents} agents, {config.call_centers} call centers, seed {config.seed})", file=sys.stderr)
     if args.out:
-        write_deliveries(args.out, simulation.deliveries)
-        print(f"wrote {args.out}", file=sys.stderr)
-        if not args.no_expected:
-            expected = expected_results(simulation.payloads, sizes, grace_ms, partitions)
-            write_expected(expected_path(args.out), simulation, expected)
-            print(f"wrote {expected_path(args.out)} (windows complete until {expected['complete_until_ms']})",
+        try:
+            write_deliveries(args.out, simulation.deliveries)
+            print(f"wrote {args.out}", file=sys.stderr)
+            if not args.no_expected:
+                expected = expected_results(simulation.payloads, sizes, grace_ms, partitions)
+                write_expected(expected_path(args.out), simulation, expected)
+                print(f"wrote {expected_path(args.out)} (windows complete until {expected['complete_until_ms']})",
+                      file=sys.stderr)
+        except OSError as exc:  # no such directory, no permission, a full disk
+            print(f"onduty simulate: --out {args.out}: cannot write {exc.filename or args.out}: {_reason(exc)}",
                   file=sys.stderr)
+            return 2
     if args.post is not None:
         return _post(simulation.deliveries, args)
     return 0

@@ -59,6 +59,14 @@ def test_good_options_are_used(capsys, tmp_path):
     assert expected["simulation"]["start_ms"] == 1_767_600_000_000
 
 
+def test_an_out_file_that_cannot_be_written_is_named(capsys, tmp_path):
+    out = tmp_path / "no-such-dir" / "traffic.jsonl"
+    code, err = _run(["simulate", "--agents", "2", "--duration", "5m", "--out", str(out)], capsys)
+    assert code == 2
+    assert f"onduty simulate: --out {out}: cannot write {out}: no such file or directory" in err
+    assert "Traceback" not in err
+
+
 def test_a_missing_replay_file_is_named(capsys, tmp_path):
     missing = tmp_path / "nofile.jsonl"
     code, err = _run(["simulate", "--replay", str(missing), "--unsigned"], capsys)
