@@ -1,7 +1,7 @@
 """Query API of time in status: ``GET /agents/{id}/time-in-status`` and ``GET /callcenters/{id}/time-in-status``.
 
 Query parameters: ``size`` (one of ``ONDUTY_WINDOWS``, e.g. ``15m``; default the smallest), ``from`` and ``to``
-(unix ms, windows starting in ``[from, to)``; default the last day of event time). Closed windows are final; an
+(unix ms, windows starting in ``[from, to)``; default the last day of event time); any other is refused (400). Closed windows are final; an
 agent's open ones are answered as counted so far (``final`` false); a call center's window is the sum of the agent
 shares received so far (each sent when the agent's window closes), ``final`` once it closed itself, so its current
 window is not answered. An agent's closed windows are recomputed from its history,
@@ -29,8 +29,15 @@ class QueryError(ValueError):
     """A query parameter the view cannot use; the message names it."""
 
 
+QUERY_PARAMETERS = ("size", "from", "to")
+
+
 def parse_range(request: Request, sizes_ms: tuple[int, ...], latest_ms: int | None) -> tuple[int, int, int]:
     query = request.query
+    unknown = sorted(set(query) - set(QUERY_PARAMETERS))
+    if unknown:  # a misspelt parameter must not silently give the defaults
+        raise QueryError(f"unknown query parameter {', '.join(map(repr, unknown))}: this query takes "
+                         f"{', '.join(QUERY_PARAMETERS)}")
     try:
         size = parse_duration_ms(query["size"]) if "size" in query else min(sizes_ms)
     except ValueError as exc:

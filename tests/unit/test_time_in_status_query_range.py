@@ -32,3 +32,11 @@ def test_explicit_bounds_and_refusals():
         parse_range(query(size="2h"), SIZES, LATEST)
     with pytest.raises(QueryError, match="must be before"):
         parse_range(query(**{"from": "5", "to": "5"}), SIZES, LATEST)
+
+
+def test_a_parameter_the_query_does_not_take_is_refused_not_ignored():
+    # `window=1h` instead of `size=1h` used to answer the default size without a word
+    with pytest.raises(QueryError, match=r"unknown query parameter 'window': this query takes size, from, to"):
+        parse_range(query(window="1h"), SIZES, LATEST)
+    with pytest.raises(QueryError, match=r"unknown query parameter 'since', 'until'"):
+        parse_range(query(size="1h", since="0", until="5"), SIZES, LATEST)
