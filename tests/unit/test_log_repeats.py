@@ -1,4 +1,5 @@
-"""The Kafka client's repeated lines are limited to one per kind a minute (onduty/log_repeats.py); ours are not."""
+"""The Kafka client's repeated lines (and the ingest producer's start retries) are limited to one per kind a minute
+(onduty/log_repeats.py); our other lines are not."""
 
 from __future__ import annotations
 
