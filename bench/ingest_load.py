@@ -202,11 +202,9 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
         warmup = run_wrk(port, tokens_file, script.name, connections, 2)
         rate = warmup["requests"] / (warmup["duration_us"] / 1e6)
         seconds = min(max_s, max(5.0, requests / max(rate, 1.0)))
-        split_before, preempted_before, wall_before = cpu_split(server_pid), preemptions(server_pid), time.perf_counter()
+        server = ServerCpu(server_pid)
         result = run_wrk(port, tokens_file, script.name, connections, seconds)
-        wall = time.perf_counter() - wall_before
-        server_cpu, system_share = cpu_use(split_before, cpu_split(server_pid), wall)
-        preempted = (preemptions(server_pid) - preempted_before) / wall
+        server_figures = server.since()
     elapsed = result["duration_us"] / 1e6
     statuses = dict(sorted(result["statuses"].items()))
     for name, count in result["errors"].items():
@@ -215,8 +213,7 @@ def run_wrk_load(server_pid: int, port: int, tokens_file: str, requests: int, co
     return {
         "rps": result["requests"] / elapsed, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
         "count": result["requests"], "statuses": statuses, "elapsed_s": elapsed,
-        "client_cpu": result["client_cpu"], "server_cpu": server_cpu, "preempted_per_s": preempted, "generator": "wrk",
-        "server_system_share": system_share,
+        "client_cpu": result["client_cpu"], "generator": "wrk", **server_figures,
     }
 
 
@@ -347,7 +344,8 @@ class PacedConnection(asyncio.Protocol):
         answer_end = head_end + 4 + content_length(self.buffer[:head_end])
         if len(self.buffer) < answer_end:
             return
-        head, answer, self.buffer = self.buffer[:head_end], self.buffer[head_end + 4:answer_end], self.buffer[answer_end:]
+        head, answer = self.buffer[:head_end], self.buffer[head_end + 4:answer_end]
+        self.buffer = self.buffer[answer_end:]
         previous_answered, self.answered = self.answered, self.load.clock()
         self.load.record(self.due, self.sent, previous_answered, self.answered, head, answer)
         self.send_next()
@@ -372,12 +370,11 @@ async def run_paced_load(port: int, bodies: list[bytes], rate: float, connection
     for connection in paced:
         connection.begin()
 
-    async def server_cpu() -> tuple[float, float, float]:
+    async def server_cpu() -> dict[str, float]:
         await asyncio.sleep(load.measured_from - load.clock())
-        before, preempted, wall_before = cpu_split(server_pid), preemptions(server_pid), time.perf_counter()
+        server = ServerCpu(server_pid)
         await asyncio.sleep(load.end - load.clock())
-        wall = time.perf_counter() - wall_before
-        return (*cpu_use(before, cpu_split(server_pid), wall), (preemptions(server_pid) - preempted) / wall)
+        return server.since()
 
     cpu_task = asyncio.ensure_future(server_cpu()) if server_pid is not None else None
     client_before = time.process_time()
@@ -395,7 +392,7 @@ async def run_paced_load(port: int, bodies: list[bytes], rate: float, connection
         "generator": "python (paced, open loop)",
     }
     if cpu_task is not None:
-        result["server_cpu"], result["server_system_share"], result["preempted_per_s"] = await cpu_task
+        result.update(await cpu_task)
     return result
 
 
@@ -465,6 +462,21 @@ def cpu_use(before: tuple[float, float], after: tuple[float, float], wall_s: flo
     kernel's share of that."""
     user, system = after[0] - before[0], after[1] - before[1]
     return (user + system) / wall_s, system / (user + system) if user + system > 0 else 0.0
+
+
+class ServerCpu:
+    """A server process's CPU from now until ``since()``: the ``server_cpu``, ``server_system_share`` and
+    ``preempted_per_s`` figures of a scenario's result."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.split, self.preempted, self.wall = cpu_split(pid), preemptions(pid), time.perf_counter()
+
+    def since(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall
+        server_cpu, system_share = cpu_use(self.split, cpu_split(self.pid), wall)
+        return {"server_cpu": server_cpu, "server_system_share": system_share,
+                "preempted_per_s": (preemptions(self.pid) - self.preempted) / wall}
 
 
 def server_properties(command: list[bytes]) -> list[Path]:
@@ -541,14 +553,10 @@ def _measure(kind: str, args: argparse.Namespace, bodies: list[bytes], topic: st
                 finally:
                     tokens_file.unlink()
             else:
-                split_before, wall_before = cpu_split(process.pid), time.perf_counter()
-                preempted_before = preemptions(process.pid)
+                server = ServerCpu(process.pid)
                 result = new_loop().run_until_complete(
                     run_load(port, bodies, args.requests, args.connections, args.max_seconds))
-                wall = time.perf_counter() - wall_before
-                result["server_cpu"], result["server_system_share"] = cpu_use(split_before, cpu_split(process.pid),
-                                                                              wall)
-                result["preempted_per_s"] = (preemptions(process.pid) - preempted_before) / wall
+                result.update(server.since())
         finally:
             process.terminate()
             process.wait(30)

@@ -1,10 +1,10 @@
 """Query API of time in status: ``GET /agents/{id}/time-in-status`` and ``GET /callcenters/{id}/time-in-status``.
 
 Query parameters: ``size`` (one of ``ONDUTY_WINDOWS``, e.g. ``15m``; default the smallest), ``from`` and ``to``
-(unix ms, windows starting in ``[from, to)``; default the last day of event time); any other is refused (400). Closed windows are final; an
-agent's open ones are answered as counted so far (``final`` false); a call center's window is the sum of the agent
-shares received so far (each sent when the agent's window closes), ``final`` once it closed itself, so its current
-window is not answered. An agent's closed windows are recomputed from its history,
+(unix ms, windows starting in ``[from, to)``; default the last day of event time); any other is refused (400).
+Closed windows are final; an agent's open ones are answered as counted so far (``final`` false); a call center's
+window is the sum of the agent shares received so far (each sent when the agent's window closes), ``final`` once it
+closed itself, so its current window is not answered. An agent's closed windows are recomputed from its history,
 which is kept for the late horizon: the answer's ``history_from_ms`` says where it starts (null: all of it), and
 windows starting earlier are left out (they were published when they closed). Any worker answers:
 ``processors.query_routing.route_to_owner`` forwards to the owner of the key's partition.

@@ -34,7 +34,8 @@ def test_the_first_line_of_a_kind_goes_through_its_repeats_do_not_and_the_next_o
     clock.now = 1_061.0
     record = line("aiokafka", "Unable connect to node with id %s: %s", 1, "refused")
     assert limiter.filter(record)
-    assert record.getMessage() == "Unable connect to node with id 1: refused [59 more like this in the last 61 s, not logged]"
+    assert record.getMessage() == ("Unable connect to node with id 1: refused "
+                                   "[59 more like this in the last 61 s, not logged]")
     clock.now = 1_062.0
     assert not limiter.filter(line("aiokafka", "Unable connect to node with id %s: %s", 1, "refused"))
 
