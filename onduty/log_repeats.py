@@ -8,13 +8,16 @@ to the spool, and when it is back.
 
 ``RepeatLimiter`` lets the first line of each kind through (a kind is the logger, the level and the message
 template before its arguments: "Unable connect to node with id %s: %s" whatever the node and the error), drops
-the repeats for ``interval_s``, and then lets the next one through saying how many it dropped. Only the loggers
-named by ``prefixes`` are limited; ``install`` puts it on the root logger's handlers, where every logger's lines
-pass (a filter on a logger would not see its children's).
+the repeats for ``interval_s``, and then lets the next one through saying how many it dropped. When no next one
+comes (the outage is over), the count is still told: a line of its own, on the kind's logger and level, before
+the next line of any logger once ``interval_s`` has passed (typically ours saying Kafka is back), and at exit for
+whatever is left. Only the loggers named by ``prefixes`` are limited; ``install`` puts it on the root logger's
+handlers, where every logger's lines pass (a filter on a logger would not see its children's).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -36,22 +39,62 @@ class RepeatLimiter(logging.Filter):
         self._clock = clock
         self._kinds: dict[tuple[str, int, str], list[float]] = {}
         """Per kind: when its last line went through, and how many were dropped since."""
+        self._decided: tuple[logging.LogRecord | None, bool] = (None, True)
+        """The latest line and whether it went through: every handler the limiter is on asks about each line."""
+        self._dropping = 0
+        """How many kinds have dropped lines not told yet."""
+        self._telling = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._limits(record.name):
+        if self._telling:  # a count being told (below): never limited itself
             return True
-        kind = (record.name, record.levelno, str(record.msg))
+        if self._decided[0] is record:  # asked again by another handler of the same logger
+            return self._decided[1]
+        decision = self._decide(record)
+        self._decided = (record, decision)
+        return decision
+
+    def _decide(self, record: logging.LogRecord) -> bool:
+        limited = self._limits(record.name)
+        kind = (record.name, record.levelno, str(record.msg)) if limited else None
+        if self._dropping:
+            self.tell_dropped(only_after_interval=True, but=kind)
+        if not limited:
+            return True
         now = self._clock()
         seen = self._kinds.get(kind)
         if seen is not None and now - seen[0] < self._interval_s:
+            if not seen[1]:
+                self._dropping += 1
             seen[1] += 1
             return False
         if len(self._kinds) >= _KINDS_KEPT:  # templates are few; pre-formatted messages could be many
+            self.tell_dropped(only_after_interval=False)
             self._kinds.clear()
         self._kinds[kind] = [now, 0]
         if seen is not None and seen[1]:
+            self._dropping -= 1
             record.msg = f"{record.msg} [{int(seen[1])} more like this in the last {now - seen[0]:.0f} s, not logged]"
         return True
+
+    def tell_dropped(self, *, only_after_interval: bool = False, but: tuple[str, int, str] | None = None) -> None:
+        """Log, for each kind with dropped lines (``only_after_interval``: whose interval has passed; not ``but``,
+        whose next line tells it), how many were dropped: on the kind's logger and level, so that it reads as
+        that logger's line."""
+        now = self._clock()
+        self._telling = True
+        try:
+            for kind, seen in list(self._kinds.items()):
+                dropped, since = int(seen[1]), now - seen[0]
+                if not dropped or kind == but or (only_after_interval and since < self._interval_s):
+                    continue
+                name, level, template = kind
+                seen[1] = 0
+                self._dropping -= 1
+                logging.getLogger(name).log(level, "[%d more lines like %r in the %.0f s after the last one logged, "
+                                                   "not logged]", dropped, template, since)
+        finally:
+            self._telling = False
 
     def _limits(self, name: str) -> bool:
         return any(name == prefix or name.startswith(prefix + ".") for prefix in self._prefixes)
@@ -64,3 +107,11 @@ def install(limiter: logging.Filter | None = None) -> logging.Filter:
         if not any(isinstance(f, RepeatLimiter) for f in handler.filters):
             handler.addFilter(limiter)
     return limiter
+
+
+@atexit.register  # runs before logging's own shutdown: atexit runs the latest registered first
+def _tell_dropped_at_exit() -> None:
+    """What the limiters on the root logger's handlers dropped and did not tell yet."""
+    limiters = {id(f): f for h in logging.getLogger().handlers for f in h.filters if isinstance(f, RepeatLimiter)}
+    for limiter in limiters.values():
+        limiter.tell_dropped()

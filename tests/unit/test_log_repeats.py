@@ -65,11 +65,15 @@ def test_only_the_kafka_clients_loggers_are_limited():
 def root_handlers():
     """The root logger with no handlers but the ones a test adds (pytest's own are put back untouched)."""
     root = logging.getLogger()
-    kept, root.handlers = root.handlers, []
+    kept, level, root.handlers = root.handlers, root.level, []
+    filters = {handler: list(handler.filters) for handler in kept}  # pytest adds these again for the test's call
     try:
         yield root
     finally:
         root.handlers = kept
+        root.setLevel(level)
+        for handler, before in filters.items():  # no limiter of a test left on pytest's handlers
+            handler.filters = before
 
 
 def test_install_puts_the_limiter_on_the_root_loggers_handlers(root_handlers):
@@ -96,3 +100,63 @@ def test_installing_twice_leaves_one_limiter_per_handler(root_handlers):
     first = log_repeats.install()
     log_repeats.install()
     assert handler.filters == [first]
+
+
+def test_a_count_no_next_line_of_its_kind_would_tell_is_told_before_the_next_line_once_its_minute_passed(
+        root_handlers):
+    clock, told = Clock(), []
+    handler = logging.Handler()
+    handler.emit = lambda record: told.append((record.name, record.levelno, record.getMessage()))
+    root_handlers.addHandler(handler)
+    limiter = log_repeats.install(RepeatLimiter(clock=clock))
+    root_handlers.setLevel(logging.INFO)
+    kafka = logging.getLogger("aiokafka")
+    for second in range(5):  # then Kafka is back: no more lines of the kind
+        clock.now = 1_000.0 + second
+        kafka.error("Unable connect to node with id %s: %s", 1, "refused")
+        kafka.warning("Got error produce response: %s", "NodeNotReadyError")
+    clock.now = 1_030.0
+    logging.getLogger("ingest.delivery").info("Kafka reachable again")  # within the minute: nothing told yet
+    clock.now = 1_075.0
+    logging.getLogger("ingest.delivery").info("spool drained")
+    ours = [line for line in told if line[0] in ("aiokafka", "ingest.delivery")]  # not pytest's handlers' limiters
+    assert ours[2:] == [
+        ("ingest.delivery", logging.INFO, "Kafka reachable again"),
+        ("aiokafka", logging.ERROR, "[4 more lines like 'Unable connect to node with id %s: %s' in the 75 s after "
+                                    "the last one logged, not logged]"),
+        ("aiokafka", logging.WARNING, "[4 more lines like 'Got error produce response: %s' in the 75 s after the "
+                                      "last one logged, not logged]"),
+        ("ingest.delivery", logging.INFO, "spool drained")]
+    limiter.tell_dropped()  # what exit does: nothing left to tell
+    assert len([line for line in told if line[0] in ("aiokafka", "ingest.delivery")]) == 6
+
+
+def test_what_is_left_untold_is_told_at_exit(root_handlers):
+    clock, told = Clock(), []
+    handler = logging.Handler()
+    handler.emit = lambda record: told.append(record.getMessage())
+    root_handlers.addHandler(handler)
+    limiter = log_repeats.install(RepeatLimiter(clock=clock))
+    for _ in range(3):
+        logging.getLogger("aiokafka").error("Unable to update metadata from %s", [1])
+    clock.now = 1_010.0
+    log_repeats._tell_dropped_at_exit()  # registered with atexit
+    assert told[0] == "Unable to update metadata from [1]"
+    assert told.count("[2 more lines like 'Unable to update metadata from %s' in the 10 s after the last one logged, "
+                      "not logged]") == 1
+
+
+def test_every_handler_the_limiter_is_on_gets_the_same_lines_and_repeats_are_counted_once(root_handlers):
+    clock, told = Clock(), {"console": [], "file": []}
+    for name in told:
+        handler = logging.Handler()
+        handler.emit = lambda record, name=name: told[name].append(record.getMessage())
+        root_handlers.addHandler(handler)
+    log_repeats.install(RepeatLimiter(clock=clock))
+    for _ in range(3):
+        logging.getLogger("aiokafka").error("Unable to update metadata from %s", [1])
+    clock.now = 1_061.0
+    logging.getLogger("aiokafka").error("Unable to update metadata from %s", [1])
+    assert told["console"] == told["file"] == [
+        "Unable to update metadata from [1]",
+        "Unable to update metadata from [1] [2 more like this in the last 61 s, not logged]"]
