@@ -19,6 +19,9 @@ and one acknowledgement instead.
   submitted at once, ``docs/PERFORMANCE.md``).
 * Lanes ready to submit are submitted together by one task, after the requests already scheduled in this
   event-loop iteration joined; an acknowledgement makes its lane ready again (a callback, no task per lane).
+* The ready lanes of a broker go to it as one produce request written from here when it can take one now
+  (``ingest.produce_rounds``: without aiokafka's sender task, about a quarter less CPU per round, which is most
+  of a request's cost at low rates); otherwise each lane's batch goes into aiokafka's accumulator (below).
 * A batch is acknowledged or fails as a whole: every request waiting on it gets that outcome (a failure is
   the caller's cue to spool the record). No request is answered twice or left waiting.
 * A batch is filled through aiokafka's C record-batch builder (``fill_batch``, ``onduty.record_batches``),
@@ -39,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -48,8 +52,11 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
 from ingest.partitioner import KeyPartitioner
+from ingest.produce_rounds import DirectRounds
 from ingest.records import OutboundRecord
 from onduty.record_batches import append_record
+
+log = logging.getLogger(__name__)
 
 _Waiting = tuple[OutboundRecord, "asyncio.Future[None]"]
 _KEYS_KEPT = 1 << 16
@@ -104,6 +111,7 @@ class PartitionBatcher:
                  partitioner: KeyPartitioner | None = None) -> None:
         self._producer = producer
         self._accumulator = _Accumulator.of(producer)
+        self._rounds = DirectRounds.of(producer)
         self._deadline_s = deadline_s
         self._partitioner = partitioner or KeyPartitioner()
         self._lanes: dict[tuple[str, int], _Lane] = {}
@@ -239,8 +247,12 @@ class PartitionBatcher:
         lane = None
         try:
             while self._ready:
-                lane = self._ready.pop(0)
-                await self._submit(lane)
+                if self._rounds is not None:
+                    self._send_rounds()
+                while self._ready:
+                    lane = self._ready.pop(0)
+                    await self._submit(lane)
+                    lane = None
         except BaseException as exc:  # cancelled (the service is stopping) or a bug: spool, never hang
             error = exc if isinstance(exc, KafkaError) else ProducerClosed(f"batch not sent: {exc!r}")
             for stopped in ([lane] if lane is not None else []) + self._ready:
@@ -250,6 +262,49 @@ class PartitionBatcher:
             raise
         finally:
             self._submitter = None
+
+    def _send_rounds(self) -> None:
+        """Send the ready lanes of each broker that can take a direct round now as one produce request
+        (``ingest.produce_rounds``); the others stay ready, for ``_submit``."""
+        ready, self._ready = self._ready, []
+        by_node: dict[object, list[_Lane]] = {}
+        for lane in ready:
+            by_node.setdefault(self._leader_of(lane), []).append(lane)
+        rest = []
+        for node, lanes in by_node.items():
+            if self._rounds.can_send(node, [lane.tp for lane in lanes]):
+                self._send_round(node, lanes)
+            else:
+                rest.extend(lanes)
+        self._ready[:0] = rest  # before any lane made ready again meanwhile
+
+    def _send_round(self, node: object, lanes: list[_Lane]) -> None:
+        """One batch per lane, the oldest waiting records of each, sent together to ``node``."""
+        builders, taken = {}, []
+        for lane in lanes:
+            waiting = [w for w in lane.waiting if not w[1].done()]  # a request past its deadline was spooled
+            if not waiting:
+                lane.waiting, lane.busy = [], False
+                continue
+            batch = self._producer.create_batch()
+            count = fill_batch(batch, waiting)
+            batch.close()
+            in_batch, lane.waiting = waiting[:count], waiting[count:]
+            builders[lane.tp] = batch
+            taken.append((lane, in_batch))
+        if not taken:
+            return
+        try:
+            acks = self._rounds.send(node, builders)
+        except Exception as exc:  # a bug: those requests spool, the lanes go on
+            log.exception("produce round not sent; its records go to the spool")
+            for lane, in_batch in taken:
+                _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
+                self._settled(lane)
+            return
+        self._in_flight[node] = self._in_flight.get(node, 0) + len(taken)
+        for (lane, in_batch), ack in zip(taken, acks):
+            ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch, node))
 
     async def _submit(self, lane: _Lane) -> None:
         """Submit the lane's oldest waiting records, as many as one batch holds; the rest wait for its ack."""
