@@ -2,7 +2,7 @@
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 .venv/bin/python bench/ingest_load.py [--requests 20000]
         [--connections 64] [--max-seconds 60] [--rounds 1] [--no-pin] [--generator auto|wrk|python]
-        [--versus REV] [--paced-share 0.5]
+        [--versus REV] [--paced-share 0.5 | --paced-rate REQ_PER_S]
 
 Each server runs in its own process on 127.0.0.1 (uvloop when installed), pinned to CPU 0, and the load
 generator and the local Kafka brokers' threads to CPU 1 when the machine has two: the service has a core to
@@ -28,11 +28,13 @@ rate of that round (``--paced-share``) in an open loop over the same connections
 due when the server kept it waiting (wrk2's correction for coordinated omission; ``run_paced_load``, a Python
 client in this process, since wrk cannot pace). The closed loop above measures the latency of a saturated
 server, which is the connections over the rate (Little's law); this one measures it at the target's rate.
+``--paced-rate N`` paces at N requests/s instead (e.g. 300, as webhooks usually arrive: each request then gets
+a produce round of its own), and with ``--versus`` also paces that revision at the same rate.
 
 ``--versus REV`` adds a scenario to each round: the full service as of the git revision ``REV``
 (``git archive``), served right after this tree's, for before/after comparisons of a change. The summary gives
 each one's CPU per request and in how many rounds this tree used less (alternating rounds: a drifting machine
-moves both).
+moves both), for the closed loop and, with ``--paced-rate``, for the paced load.
 """
 
 from __future__ import annotations
@@ -584,7 +586,12 @@ def main() -> None:
     parser.add_argument("--paced-share", type=float, default=0.5, metavar="SHARE",
                         help="each round also offers the full service this share of the round's bare rate, paced "
                         "(open loop, same connections), for p99 at that rate (default 0.5, the target's; 0: not)")
+    parser.add_argument("--paced-rate", type=float, metavar="REQ_PER_S",
+                        help="pace at this fixed rate instead of a share of the bare rate (e.g. 300: the rates "
+                        "webhooks usually arrive at); with --versus, that revision is paced too")
     args = parser.parse_args()
+    if args.paced_rate is not None and args.paced_rate <= 0:
+        parser.error(f"--paced-rate must be above 0 requests/s, not {args.paced_rate:g}")
     if args.serve:
         if args.source:
             sys.path.insert(0, args.source)
@@ -613,9 +620,12 @@ def main() -> None:
         results = {kind: measure(kind, args, bodies, args.topic) for kind in ("bare", "full")}
         if versus is not None:
             results[versus[0]] = measure("full", args, bodies, args.topic, source=versus[1])
-        if args.paced_share > 0:
-            results["paced"] = measure("full", args, bodies, args.topic,
-                                       rate=args.paced_share * results["bare"]["rps"])
+        if args.paced_rate is not None or args.paced_share > 0:
+            rate = args.paced_rate or args.paced_share * results["bare"]["rps"]
+            results["paced"] = measure("full", args, bodies, args.topic, rate=rate)
+            if versus is not None and args.paced_rate is not None:
+                results[f"paced@{versus[0][5:]}"] = measure("full", args, bodies, args.topic, source=versus[1],
+                                                            rate=rate)
         rounds.append(summarise(results, versus[0] if versus is not None else None))
         if args.rounds > 1:
             print(f"round {number}:")
@@ -639,12 +649,16 @@ def main() -> None:
               f"full p99 {summary['full_p99_ms']:.1f} ms (target < 20 ms)")
         if "paced" in results:
             paced = results["paced"]
-            print(f"  paced: the full service offered {args.paced_share:g}x the bare rate "
-                  f"({paced['offered_rps']:.0f} req/s, open loop) answered {summary['paced_kept_up']:.1%} of it "
-                  f"in time, p99 {paced['p99_ms']:.1f} ms{' (target < 20 ms)' if args.paced_share == 0.5 else ''}, "
+            offered = (f"{paced['offered_rps']:.0f} req/s" if args.paced_rate is not None else
+                       f"{args.paced_share:g}x the bare rate ({paced['offered_rps']:.0f} req/s")
+            target = " (target < 20 ms)" if args.paced_rate is None and args.paced_share == 0.5 else ""
+            print(f"  paced: the full service offered {offered}{'' if args.paced_rate else ')'}, open loop, "
+                  f"answered {summary['paced_kept_up']:.1%} of it in time, p99 {paced['p99_ms']:.1f} ms{target}, "
                   f"max {paced['max_ms']:.0f} ms")
         if versus is not None:
             print(f"  CPU per request, this tree/{versus[0]}: {summary['versus_cpu']:.3f}")
+            if "versus_paced_cpu" in summary:
+                print(f"  paced, CPU per request, this tree/{versus[0]}: {summary['versus_paced_cpu']:.3f}")
     if len(rounds) > 1:
         print(f"over {len(rounds)} rounds, median [min–max]:")
         for name, unit in (("ratio", ""), ("cpu_ratio", ""), ("bare_rps", " req/s"), ("full_rps", " req/s"),
@@ -655,10 +669,13 @@ def main() -> None:
             values = sorted(r[name] for r in rounds)
             print(f"  {name:12} {statistics.median(values):7.2f}{unit}  [{values[0]:.2f}–{values[-1]:.2f}]")
     if versus is not None:
-        values = sorted(r["versus_cpu"] for r in rounds)
-        fewer = sum(value < 1 for value in values)
-        print(f"CPU per request, this tree/{versus[0]}: median {statistics.median(values):.3f} "
-              f"[{values[0]:.3f}–{values[-1]:.3f}]; this tree used less in {fewer} of {len(values)} rounds")
+        for name, what in (("versus_cpu", "CPU per request"), ("versus_paced_cpu", "paced, CPU per request")):
+            if name not in rounds[0]:
+                continue
+            values = sorted(r[name] for r in rounds)
+            fewer = sum(value < 1 for value in values)
+            print(f"{what}, this tree/{versus[0]}: median {statistics.median(values):.3f} "
+                  f"[{values[0]:.3f}–{values[-1]:.3f}]; this tree used less in {fewer} of {len(values)} rounds")
 
 
 def cpu_per_request(result: dict) -> float:
@@ -674,6 +691,9 @@ def summarise(results: dict, versus: str | None = None) -> dict:
                "bare_p99_ms": bare["p99_ms"], "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
     if versus is not None:
         summary["versus_cpu"] = cpu_per_request(full) / cpu_per_request(results[versus])
+        paced_versus = results.get(f"paced@{versus[5:]}")
+        if paced_versus is not None:
+            summary["versus_paced_cpu"] = cpu_per_request(results["paced"]) / cpu_per_request(paced_versus)
     if "paced" in results:
         summary["paced_kept_up"] = results["paced"]["rps"] / results["paced"]["offered_rps"]
         summary["paced_p99_ms"] = results["paced"]["p99_ms"]

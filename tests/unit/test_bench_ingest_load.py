@@ -1,5 +1,5 @@
 """The ingest load check (bench/ingest_load.py): it finds the local broker it pins, and its paced load counts
-latencies from the schedule."""
+latencies from the schedule; a round compares this tree with another revision."""
 
 import asyncio
 from pathlib import Path
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bench import ingest_load
 from bench.ingest_load import URL_PATH, content_length, latency_origin, run_paced_load, server_properties
 
 
@@ -78,3 +79,18 @@ async def test_a_server_that_falls_behind_shows_in_the_rate_and_in_latencies_cou
     # counted from when each was sent, every latency would be about 50 ms; from the schedule, the wait grows
     assert result["p99_ms"] > 400
     assert result["p50_ms"] > 200
+
+
+def test_a_round_compares_this_trees_cpu_per_request_with_the_other_revisions_closed_loop_and_paced():
+    def scenario(rps: float, server_cpu: float, p99_ms: float = 10.0, offered_rps: float | None = None) -> dict:
+        return {"rps": rps, "server_cpu": server_cpu, "p50_ms": 5.0, "p99_ms": p99_ms,
+                **({"offered_rps": offered_rps} if offered_rps is not None else {})}
+
+    results = {"bare": scenario(8000, 1.0), "full": scenario(5000, 1.0), "full@abc1234": scenario(4000, 1.0),
+               "paced": scenario(300, 0.30, offered_rps=300), "paced@abc1234": scenario(300, 0.36, offered_rps=300)}
+    summary = ingest_load.summarise(results, "full@abc1234")
+    assert summary["versus_cpu"] == pytest.approx(0.8)  # 200 µs against 250 µs per request
+    assert summary["versus_paced_cpu"] == pytest.approx(0.30 / 0.36)
+    assert summary["paced_kept_up"] == 1.0
+    del results["paced@abc1234"]  # paced at a share of the bare rate: only this tree is paced
+    assert "versus_paced_cpu" not in ingest_load.summarise(results, "full@abc1234")
