@@ -282,16 +282,10 @@ class PartitionBatcher:
         """One batch per lane, the oldest waiting records of each, sent together to ``node``."""
         builders, taken = {}, []
         for lane in lanes:
-            waiting = [w for w in lane.waiting if not w[1].done()]  # a request past its deadline was spooled
-            if not waiting:
-                lane.waiting, lane.busy = [], False
-                continue
-            batch = self._producer.create_batch()
-            count = fill_batch(batch, waiting)
-            batch.close()
-            in_batch, lane.waiting = waiting[:count], waiting[count:]
-            builders[lane.tp] = batch
-            taken.append((lane, in_batch))
+            next_batch = self._next_batch(lane)
+            if next_batch is not None:
+                builders[lane.tp], in_batch = next_batch
+                taken.append((lane, in_batch))
         if not taken:
             return
         try:
@@ -306,16 +300,26 @@ class PartitionBatcher:
         for (lane, in_batch), ack in zip(taken, acks):
             ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch, node))
 
-    async def _submit(self, lane: _Lane) -> None:
-        """Submit the lane's oldest waiting records, as many as one batch holds; the rest wait for its ack."""
-        waiting = [w for w in lane.waiting if not w[1].done()]  # a request past its deadline was spooled
+    def _next_batch(self, lane: _Lane) -> tuple[BatchBuilder, list[_Waiting]] | None:
+        """A closed batch of the lane's oldest waiting records, as many as it holds (the rest wait for its
+        acknowledgement), and those records; ``None``, the lane idle, when none waits any more (a request past
+        its deadline was spooled)."""
+        waiting = [w for w in lane.waiting if not w[1].done()]
         if not waiting:
             lane.waiting, lane.busy = [], False
-            return
+            return None
         batch = self._producer.create_batch()
         count = fill_batch(batch, waiting)
         batch.close()  # nothing else may be appended by producer.send() to this tp
-        in_batch, lane.waiting = waiting[:count], waiting[count:]
+        lane.waiting = waiting[count:]
+        return batch, waiting[:count]
+
+    async def _submit(self, lane: _Lane) -> None:
+        """Submit the lane's next batch into aiokafka's accumulator (``_next_batch``)."""
+        next_batch = self._next_batch(lane)
+        if next_batch is None:
+            return
+        batch, in_batch = next_batch
         try:
             ack = self._accumulator.queue(batch, lane.tp) if self._accumulator is not None else None
             if ack is None:
