@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -137,7 +138,9 @@ async def _spool_empty(client: TestClient) -> str | None:
     return text if "onduty_ingest_spool_depth 0" in text else None
 
 
-async def test_broker_stopped_events_are_accepted_and_all_land_once_it_is_back(unique_name, tmp_path):
+@contextlib.asynccontextmanager
+async def service_on_its_own_broker(unique_name, tmp_path: Path):
+    """A broker of the test's own (to stop or kill), its topics, and the service publishing to it."""
     broker = LocalKafkaBroker(BrokerConfig(tmp_path / "kafka", port=free_port(), partitions=3))
     bootstrap = broker.start()
     client = None
@@ -145,6 +148,15 @@ async def test_broker_stopped_events_are_accepted_and_all_land_once_it_is_back(u
         raw, rejected = unique_name("raw"), unique_name("rejected")
         await create_topics(bootstrap, [raw, rejected], partitions=3)
         client = await serve(settings_for(bootstrap, tmp_path / "spool", raw, rejected))
+        yield broker, bootstrap, raw, client
+    finally:
+        if client is not None:
+            await client.close()
+        broker.stop()
+
+
+async def test_broker_stopped_events_are_accepted_and_all_land_once_it_is_back(unique_name, tmp_path):
+    async with service_on_its_own_broker(unique_name, tmp_path) as (broker, bootstrap, raw, client):
         base_ms = int(time.time() * 1000) - 60_000
         assert (await (await client.post(URL, data=signed_event(0, base_ms)[1])).json())["kept_in"] == "kafka"
 
@@ -159,22 +171,12 @@ async def test_broker_stopped_events_are_accepted_and_all_land_once_it_is_back(u
         records = await read_records(bootstrap, raw, expected=count + 2, deadline_s=60)
         assert sorted(r.timestamp - base_ms for r in records) == list(range(count + 1))  # exact: none missing, no extra
         await wait_until(lambda: _ready_mode(client, "kafka"), deadline_s=30)
-    finally:
-        if client is not None:
-            await client.close()
-        broker.stop()
 
 
 async def test_broker_killed_under_load_every_accepted_event_lands(unique_name, tmp_path):
     """SIGKILL with produce rounds on the way: what was answered 202 lands once the broker is back (at least once:
     a round the broker wrote before dying may land again from the spool)."""
-    broker = LocalKafkaBroker(BrokerConfig(tmp_path / "kafka", port=free_port(), partitions=3))
-    bootstrap = broker.start()
-    client = None
-    try:
-        raw, rejected = unique_name("raw"), unique_name("rejected")
-        await create_topics(bootstrap, [raw, rejected], partitions=3)
-        client = await serve(settings_for(bootstrap, tmp_path / "spool", raw, rejected))
+    async with service_on_its_own_broker(unique_name, tmp_path) as (broker, bootstrap, raw, client):
         base_ms = int(time.time() * 1000) - 60_000
         accepted: list[int] = []
         kept_in: dict[str, int] = {}
@@ -204,10 +206,6 @@ async def test_broker_killed_under_load_every_accepted_event_lands(unique_name, 
         landed = {r.timestamp - base_ms for r in records}
         assert sorted(accepted) == list(range(count)) and landed == set(accepted)
         assert kept_in["kafka"] >= 150 and kept_in["spool"] >= 50  # both ways were taken
-    finally:
-        if client is not None:
-            await client.close()
-        broker.stop()
 
 
 async def _ready_mode(client: TestClient, mode: str) -> bool:
