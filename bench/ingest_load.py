@@ -624,8 +624,8 @@ def main() -> None:
             rate = args.paced_rate or args.paced_share * results["bare"]["rps"]
             results["paced"] = measure("full", args, bodies, args.topic, rate=rate)
             if versus is not None and args.paced_rate is not None:
-                results[f"paced@{versus[0][5:]}"] = measure("full", args, bodies, args.topic, source=versus[1],
-                                                            rate=rate)
+                results[paced_name(versus[0])] = measure("full", args, bodies, args.topic, source=versus[1],
+                                                         rate=rate)
         rounds.append(summarise(results, versus[0] if versus is not None else None))
         if args.rounds > 1:
             print(f"round {number}:")
@@ -649,10 +649,11 @@ def main() -> None:
               f"full p99 {summary['full_p99_ms']:.1f} ms (target < 20 ms)")
         if "paced" in results:
             paced = results["paced"]
-            offered = (f"{paced['offered_rps']:.0f} req/s" if args.paced_rate is not None else
-                       f"{args.paced_share:g}x the bare rate ({paced['offered_rps']:.0f} req/s")
+            offered = f"{paced['offered_rps']:.0f} req/s"
+            if args.paced_rate is None:
+                offered = f"{args.paced_share:g}x the bare rate ({offered})"
             target = " (target < 20 ms)" if args.paced_rate is None and args.paced_share == 0.5 else ""
-            print(f"  paced: the full service offered {offered}{'' if args.paced_rate else ')'}, open loop, "
+            print(f"  paced: the full service offered {offered}, open loop, "
                   f"answered {summary['paced_kept_up']:.1%} of it in time, p99 {paced['p99_ms']:.1f} ms{target}, "
                   f"max {paced['max_ms']:.0f} ms")
         if versus is not None:
@@ -682,6 +683,12 @@ def cpu_per_request(result: dict) -> float:
     return result["server_cpu"] / result["rps"]
 
 
+def paced_name(versus: str) -> str:
+    """The name of the paced scenario of the ``--versus`` revision whose closed-loop one is ``versus``
+    (``full@abc1234`` -> ``paced@abc1234``)."""
+    return "paced@" + versus.removeprefix("full@")
+
+
 def summarise(results: dict, versus: str | None = None) -> dict:
     """A round's figures; with a ``--versus`` scenario, this tree's CPU per request over its; with a paced one,
     its p99 and the share of the offered rate it answered within the measured seconds."""
@@ -691,7 +698,7 @@ def summarise(results: dict, versus: str | None = None) -> dict:
                "bare_p99_ms": bare["p99_ms"], "full_p50_ms": full["p50_ms"], "full_p99_ms": full["p99_ms"]}
     if versus is not None:
         summary["versus_cpu"] = cpu_per_request(full) / cpu_per_request(results[versus])
-        paced_versus = results.get(f"paced@{versus[5:]}")
+        paced_versus = results.get(paced_name(versus))
         if paced_versus is not None:
             summary["versus_paced_cpu"] = cpu_per_request(results["paced"]) / cpu_per_request(paced_versus)
     if "paced" in results:
