@@ -41,8 +41,8 @@ class RepeatLimiter(logging.Filter):
         """Per kind: when its last line went through, and how many were dropped since."""
         self._decided: tuple[logging.LogRecord | None, bool] = (None, True)
         """The latest line and whether it went through: every handler the limiter is on asks about each line."""
-        self._dropping = 0
-        """How many kinds have dropped lines not told yet."""
+        self._untold: dict[tuple[str, int, str], None] = {}
+        """The kinds with dropped lines not told yet, in the order of their first drop."""
         self._telling = False
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -57,23 +57,22 @@ class RepeatLimiter(logging.Filter):
     def _decide(self, record: logging.LogRecord) -> bool:
         limited = self._limits(record.name)
         kind = (record.name, record.levelno, str(record.msg)) if limited else None
-        if self._dropping:
+        if self._untold:
             self.tell_dropped(only_after_interval=True, but=kind)
         if not limited:
             return True
         now = self._clock()
         seen = self._kinds.get(kind)
         if seen is not None and now - seen[0] < self._interval_s:
-            if not seen[1]:
-                self._dropping += 1
             seen[1] += 1
+            self._untold[kind] = None
             return False
         if len(self._kinds) >= _KINDS_KEPT:  # templates are few; pre-formatted messages could be many
             self.tell_dropped(only_after_interval=False)
             self._kinds.clear()
         self._kinds[kind] = [now, 0]
         if seen is not None and seen[1]:
-            self._dropping -= 1
+            del self._untold[kind]
             record.msg = f"{record.msg} [{int(seen[1])} more like this in the last {now - seen[0]:.0f} s, not logged]"
         return True
 
@@ -84,13 +83,14 @@ class RepeatLimiter(logging.Filter):
         now = self._clock()
         self._telling = True
         try:
-            for kind, seen in list(self._kinds.items()):
+            for kind in list(self._untold):
+                seen = self._kinds[kind]
                 dropped, since = int(seen[1]), now - seen[0]
-                if not dropped or kind == but or (only_after_interval and since < self._interval_s):
+                if kind == but or (only_after_interval and since < self._interval_s):
                     continue
                 name, level, template = kind
                 seen[1] = 0
-                self._dropping -= 1
+                del self._untold[kind]
                 logging.getLogger(name).log(level, "[%d more lines like %r in the %.0f s after the last one logged, "
                                                    "not logged]", dropped, template, since)
         finally:
