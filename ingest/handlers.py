@@ -16,12 +16,14 @@ from aiohttp import web
 
 from ingest import keys
 from ingest.errors import BodyTooLarge, IngestError, InvalidEvent, SpoolFull, VerificationError
+from ingest.serialized_response import SerializedAnswer
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/dialpad/agent-status"
 _json = msgspec.json.Encoder()
-_ACCEPTED = {mode: _json.encode({"status": "accepted", "kept_in": mode}) for mode in ("kafka", "spool")}
+_ACCEPTED = {mode: SerializedAnswer(202, _json.encode({"status": "accepted", "kept_in": mode}), "application/json")
+             for mode in ("kafka", "spool")}
 
 
 def _error(status: int, error: str, detail: str, **extra: object) -> web.Response:
@@ -60,8 +62,7 @@ def webhook_receiver(app: web.Application) -> Callable[[web.Request], Awaitable[
         except IngestError as exc:
             return _error_response(exc, delivery.metrics)
         delivery.metrics.requests[outcome] += 1
-        return web.Response(status=202, body=_ACCEPTED["kafka" if outcome == "published" else "spool"],
-                            content_type="application/json")
+        return _ACCEPTED["kafka" if outcome == "published" else "spool"].response()
 
     return receive_agent_status
 
