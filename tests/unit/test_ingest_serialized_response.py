@@ -61,8 +61,13 @@ def undated(response: bytes) -> bytes:
     return re.sub(rb"\r\nDate: [^\r]+\r\n", b"\r\nDate: -\r\n", response)
 
 
-@pytest.fixture
-async def both_ways() -> AsyncIterator[Callable[[str], Awaitable[tuple[bytes, bytes]]]]:
+def in_any_header_order(response: bytes) -> tuple[bytes, list[bytes], bytes]:
+    head, _, body = undated(response).partition(b"\r\n\r\n")
+    status_line, *headers = head.split(b"\r\n")
+    return status_line, sorted(headers), body
+
+
+def answering_both_ways(*, middlewares: tuple = ()) -> web.Application:
     """Answers ``/serialized`` with ``ANSWER``, ``/response`` with the same ``web.Response``."""
     async def as_serialized(request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -72,22 +77,71 @@ async def both_ways() -> AsyncIterator[Callable[[str], Awaitable[tuple[bytes, by
         await request.read()
         return web.Response(status=202, body=ANSWER.body, content_type="application/json")
 
-    app = web.Application()
+    app = web.Application(middlewares=middlewares)
     app.router.add_post("/serialized", as_serialized)
     app.router.add_post("/response", as_response)
-    async for port in serve(app):
+    return app
+
+
+async def ask_both_ways(port: int, head: str) -> tuple[bytes, bytes]:
+    return (await exchange(port, head.format(path="/serialized").encode()),
+            await exchange(port, head.format(path="/response").encode()))
+
+
+@pytest.fixture
+async def both_ways() -> AsyncIterator[Callable[[str], Awaitable[tuple[bytes, bytes]]]]:
+    async for port in serve(answering_both_ways()):
         async def ask(head: str) -> tuple[bytes, bytes]:
-            return (await exchange(port, head.format(path="/serialized").encode()),
-                    await exchange(port, head.format(path="/response").encode()))
+            return await ask_both_ways(port, head)
 
         yield ask
 
 
+@pytest.fixture
+def written_as_serialized(monkeypatch) -> list[bytes]:
+    """What ``SerializedAnswer.serialized`` gave (the single write), answer by answer."""
+    given: list[bytes] = []
+
+    def serialized(answer: SerializedAnswer) -> bytes:
+        given.append(original(answer))
+        return given[-1]
+
+    original = SerializedAnswer.serialized
+    monkeypatch.setattr(SerializedAnswer, "serialized", serialized)
+    return given
+
+
 @pytest.mark.parametrize("kind", REQUEST_HEADS)
-async def test_the_bytes_are_those_aiohttp_writes_for_the_same_response(both_ways, kind):
+async def test_the_bytes_are_those_aiohttp_writes_for_the_same_response(both_ways, kind, written_as_serialized):
     serialized, response = await both_ways(REQUEST_HEADS[kind])
     assert serialized.startswith(b"HTTP/1.") and serialized.endswith(ANSWER.body)
     assert undated(serialized) == undated(response)
+    assert written_as_serialized == ([serialized] if kind == "http/1.1 keep-alive" else [])  # else aiohttp's way
+
+
+CHANGES = {
+    "a header added": lambda response: response.headers.add("X-Added", "yes"),
+    "the content type": lambda response: setattr(response, "content_type", "text/plain"),
+    "a cookie": lambda response: response.set_cookie("seen", "1"),
+    "the status": lambda response: response.set_status(200),
+    "the reason": lambda response: response.set_status(202, "Taken"),
+    "keep-alive": lambda response: response.force_close(),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_what_a_middleware_changes_is_written_as_aiohttp_writes_it(change, written_as_serialized):
+    @web.middleware
+    async def changing(request: web.Request, handler) -> web.StreamResponse:
+        response = await handler(request)
+        CHANGES[change](response)
+        return response
+
+    async for port in serve(answering_both_ways(middlewares=(changing,))):
+        serialized, response = await ask_both_ways(port, REQUEST_HEADS["http/1.1 keep-alive"])
+    assert written_as_serialized == []
+    assert in_any_header_order(serialized) == in_any_header_order(response)  # aiohttp adds Content-Length later
+    assert in_any_header_order(serialized) != in_any_header_order(ANSWER.serialized())  # the change shows
 
 
 async def test_the_date_header_is_the_current_one(both_ways, monkeypatch):
@@ -99,7 +153,7 @@ async def test_the_date_header_is_the_current_one(both_ways, monkeypatch):
     assert b"\r\nDate: Mon, 30 Nov 2026 10:00:01 GMT\r\n" in second
 
 
-async def test_response_prepare_handlers_are_honoured():
+async def test_response_prepare_handlers_are_honoured(written_as_serialized):
     """A handler that changes headers before they are sent: the answer takes aiohttp's way, with the change."""
     async def as_serialized(request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -113,11 +167,12 @@ async def test_response_prepare_handlers_are_honoured():
     app.on_response_prepare.append(add_header)
     async for port in serve(app):
         answer = await exchange(port, REQUEST_HEADS["http/1.1 keep-alive"].format(path="/serialized").encode())
+    assert written_as_serialized == []
     assert b"\r\nX-Added: yes\r\n" in answer and answer.endswith(ANSWER.body)
     assert answer.startswith(b"HTTP/1.1 202 Accepted\r\n")
 
 
-async def test_the_webhook_answers_each_request_on_a_kept_alive_connection(tmp_path: Path):
+async def test_the_webhook_answers_each_request_on_a_kept_alive_connection(tmp_path: Path, written_as_serialized):
     secret = "serialized-answer-secret-0123456789abcdef"
     settings = IngestSettings(webhook_secrets=(secret,), raw_topic="test.raw", rejected_topic="test.rejected",
                               spool_dir=tmp_path / "spool")
@@ -129,6 +184,7 @@ async def test_the_webhook_answers_each_request_on_a_kept_alive_connection(tmp_p
                      b"Content-Length: %d\r\n\r\n%s" % (len(token), token))
     async for port in serve(create_app(settings, publisher=publisher)):
         answers = await exchange(port, requests, answers=3)
+    assert len(written_as_serialized) == 3
     assert answers.count(b"HTTP/1.1 202 Accepted\r\n") == 3
     assert answers.count(b'{"status":"accepted","kept_in":"kafka"}') == 3
     assert len(publisher.sent) == 3
