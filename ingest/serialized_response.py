@@ -6,7 +6,7 @@ about a seventh of the service's CPU went there. Here all of it but the ``Date``
 answer, and the whole response is rebuilt once a second, when the date changes.
 
 The bytes are what ``web.Response(status=..., body=..., content_type=...)`` writes on a keep-alive HTTP/1.1
-connection, the usual webhook sender's. Anything else (HTTP/1.0, ``Connection: close``, an application with
+connection, the usual webhook sender's. Anything else (HTTP/1.0, ``Connection: close``, ``HEAD``, an application with
 ``on_response_prepare`` handlers, a response whose status, headers, cookies, compression or keep-alive were
 changed, by a middleware say) takes aiohttp's own way.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from multidict import CIMultiDict, getversion
 
@@ -69,7 +69,7 @@ class SerializedResponse(web.StreamResponse):
         if self._payload_writer is not None:
             return self._payload_writer
         if (request.version != HttpVersion11 or not request.keep_alive or not self._as_answered()
-                or self._has_prepare_hooks(request)):
+                or must_be_empty_body(request.method, self._status) or self._has_prepare_hooks(request)):
             return await super().prepare(request)
         self._as_serialized, self._keep_alive, self._req = True, True, request
         self._payload_writer = request._payload_writer
@@ -90,8 +90,8 @@ class SerializedResponse(web.StreamResponse):
         assert not data, f"a serialized answer takes no more data, got {data!r}"
         writer = self._payload_writer
         assert writer is not None, "Response has not been started"
-        if not self._as_serialized:
-            await super().write_eof(self._answer.body)
+        if not self._as_serialized:  # aiohttp's way: as Response.write_eof
+            await super().write_eof(b"" if self._must_be_empty_body else self._answer.body)
             return
         await writer.write_eof(self._answer.serialized())
         self._eof_sent, self._req, self._payload_writer = True, None, None

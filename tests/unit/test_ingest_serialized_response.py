@@ -41,13 +41,14 @@ async def serve(app: web.Application) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-async def exchange(port: int, request: bytes, *, answers: int = 1) -> bytes:
-    """Send ``request`` on a new connection; what came back once ``answers`` responses arrived or it closed."""
+async def exchange(port: int, request: bytes, *, answers: int = 1, until: bytes = b"}") -> bytes:
+    """Send ``request`` on a new connection; what came back once ``answers`` responses ending with ``until``
+    arrived, or it closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request)
     received = b""
     try:
-        while received.count(b"HTTP/1.") < answers or not received.endswith(b"}"):
+        while received.count(b"HTTP/1.") < answers or not received.endswith(until):
             chunk = await asyncio.wait_for(reader.read(65536), 5)
             if not chunk:
                 break
@@ -151,6 +152,25 @@ async def test_the_date_header_is_the_current_one(both_ways, monkeypatch):
     second, _ = await both_ways(REQUEST_HEADS["http/1.1 keep-alive"])
     assert b"\r\nDate: Mon, 30 Nov 2026 10:00:00 GMT\r\n" in first
     assert b"\r\nDate: Mon, 30 Nov 2026 10:00:01 GMT\r\n" in second
+
+
+async def test_a_head_request_gets_the_headers_without_the_body(written_as_serialized):
+    async def as_serialized(request: web.Request) -> web.StreamResponse:
+        return ANSWER.response()
+
+    async def as_response(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=202, body=ANSWER.body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("HEAD", "/serialized", as_serialized)
+    app.router.add_route("HEAD", "/response", as_response)
+    head = "HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n"
+    async for port in serve(app):
+        answers = [await exchange(port, head.format(path=path).encode(), until=b"\r\n\r\n")
+                   for path in ("/serialized", "/response")]
+    assert written_as_serialized == []
+    assert undated(answers[0]) == undated(answers[1])
+    assert answers[0].startswith(b"HTTP/1.1 202 Accepted\r\n") and answers[0].endswith(b"\r\n\r\n")
 
 
 async def test_response_prepare_handlers_are_honoured(written_as_serialized):
