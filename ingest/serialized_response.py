@@ -61,7 +61,8 @@ class SerializedResponse(web.StreamResponse):
         """Nothing changed the answer: not its status, headers, cookies, compression, chunking or keep-alive."""
         answer = self._answer
         return (getversion(self._headers) == self._headers_version and self._status == answer.status
-                and self._reason == answer.reason and not self._cookies and not self._compression and not self._chunked and self._keep_alive is None)
+                and self._reason == answer.reason and not self._cookies and not self._compression
+                and not self._chunked and self._keep_alive is None)
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self._eof_sent:
