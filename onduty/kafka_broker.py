@@ -189,12 +189,15 @@ class LocalKafkaBroker:
         return self.config.data_dir / "broker.log"
 
     def _java(self, main_class: str, *args: str) -> list[str]:
+        """The command that runs ``main_class``: the broker with its heap reserved from the start, a tool (the
+        storage format) with the 256 MB that ``kafka-run-class.sh`` gives Kafka's tools."""
         assert self.libs is not None
         java = shutil.which("java")
         if java is None:
             raise BrokerError("Java 17+ (`java`) is needed to run the Kafka broker; install it first")
+        heap = [f"-Xmx{self.config.heap}", f"-Xms{self.config.heap}"] if main_class == "kafka.Kafka" else ["-Xmx256M"]
         return [
-            java, f"-Xmx{self.config.heap}", f"-Xms{self.config.heap}", *_KAFKA_JVM_PERFORMANCE_OPTS,
+            java, *heap, *_KAFKA_JVM_PERFORMANCE_OPTS,
             f"-Dlog4j2.configurationFile={self.config.data_dir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.config.data_dir}",
             "-cp", f"{self.libs}/*", main_class, *args,

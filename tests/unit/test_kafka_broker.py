@@ -79,3 +79,5 @@ def test_the_broker_runs_with_kafkas_own_default_jvm_settings(tmp_path, monkeypa
     assert command[:3] == ["/usr/bin/java", "-Xmx1g", "-Xms1g"]
     assert {"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"} <= set(command)
     assert command[-2:] == ["kafka.Kafka", "server.properties"]
+    storage_format = broker._java("kafka.tools.StorageTool", "format")  # a short run: a tool's heap, none reserved
+    assert storage_format[:2] == ["/usr/bin/java", "-Xmx256M"] and not any(o.startswith("-Xms") for o in storage_format)
