@@ -15,8 +15,9 @@ guarantees hold as they do for its sender:
 * the batches are aiokafka's ``MessageBatch`` es, given their sequence numbers exactly as its accumulator
   does when the sender drains them (``_pop_batch``), and counted among its pending batches (``flush`` and
   ``stop`` wait for them);
-* the request is built and the response handled by its ``SendProduceReqHandler``: acknowledged batches
-  resolve, a batch refused for good fails, and one to retry goes back into its accumulator after the retry
+* the request is written and its response read by ``ingest.produce_codec`` (the same bytes and structure as
+  aiokafka's, in a fraction of the CPU), and the response handled by its ``SendProduceReqHandler``:
+  acknowledged batches resolve, a batch refused for good fails, and one to retry goes back into its accumulator after the retry
   backoff, where its sender retries it with the same sequence numbers;
 * while a round is in flight, its broker counts as in flight for the sender and its partitions as muted, so
   the sender never has a second request to that broker or those partitions on the way (it sends one at a
@@ -47,6 +48,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, RequestTimedOutErr
 from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
 from aiokafka.producer.sender import SendProduceReqHandler
 from aiokafka.structs import TopicPartition
+
+from ingest.produce_codec import ProduceRoundRequest
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ class DirectRounds:
         round_ = _Round(self, node, handler, batches)
         connection = self._client._conns[(node, ConnectionGroup.DEFAULT)]
         try:
-            waiting = connection.send(handler.create_request())  # written to the socket now
+            waiting = connection.send(self._request(batches))  # written to the socket now
         except KafkaError as exc:  # the connection broke: retried, as aiokafka's sender would
             round_.failed(exc)
         except Exception as exc:  # a bug: these batches fail (their records spool), the broker is released
@@ -117,6 +120,13 @@ class DirectRounds:
                                                                  connection)
             response.add_done_callback(round_.answered)
         return [batch.future for batch in batches.values()]
+
+    def _request(self, batches: dict[TopicPartition, MessageBatch]) -> ProduceRoundRequest:
+        """What ``SendProduceReqHandler.create_request`` builds, written by ``ingest.produce_codec``."""
+        topics: dict[str, list[tuple[int, bytes]]] = {}
+        for tp, batch in batches.items():
+            topics.setdefault(tp.topic, []).append((tp.partition, batch.get_data_buffer()))
+        return ProduceRoundRequest(self._sender._acks, self._sender._request_timeout_ms, list(topics.items()))
 
     def _drained(self, tp: TopicPartition, builder: BatchBuilder) -> MessageBatch:
         """``builder`` as the batch aiokafka's accumulator would hand its sender: sequence numbers taken,

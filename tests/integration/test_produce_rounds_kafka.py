@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ingest import produce_rounds
+from ingest.produce_codec import ProduceRoundV3To7
 from ingest.publisher import KafkaPublisher
 from ingest.records import OutboundRecord
 from tests.kafka_helpers import create_topics, read_records
@@ -26,14 +27,15 @@ async def test_records_sent_in_direct_rounds_land_once_in_order_across_a_broken_
         kafka_bootstrap, unique_name, monkeypatch):
     topic = unique_name("raw")
     await create_topics(kafka_bootstrap, [topic], partitions=4)
-    rounds, broken = [], []
+    rounds, broken, written_as = [], [], []
     send = produce_rounds.DirectRounds.send
 
     def send_then_break(self, node, builders):
         acks = send(self, node, builders)
         rounds.append(len(builders))
+        connection = self._client._conns[(node, produce_rounds.ConnectionGroup.DEFAULT)]
+        written_as.append(type(connection._requests[-1][1]))  # the request, as the connection keeps it
         if len(rounds) == 2:  # the request is written: the broker gets it, its response never reaches us
-            connection = self._client._conns[(node, produce_rounds.ConnectionGroup.DEFAULT)]
             connection.close(reason=produce_rounds.CloseReason.CONNECTION_BROKEN)
             broken.append(node)
         return acks
@@ -48,6 +50,7 @@ async def test_records_sent_in_direct_rounds_land_once_in_order_across_a_broken_
     finally:
         await publisher.stop(5.0)
     assert broken and len(rounds) >= 3  # rounds went direct before and after the broken one
+    assert set(written_as) == {ProduceRoundV3To7}  # written and read by ingest.produce_codec
 
     landed = await read_records(kafka_bootstrap, topic, expected=len(sent) + 1, deadline_s=5.0)  # all there is
     assert sorted(r.value for r in landed) == sorted(r.value for r in sent)  # each once: the retry was deduplicated

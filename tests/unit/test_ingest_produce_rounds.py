@@ -92,7 +92,7 @@ def batch_of(producer, count: int):
 
 
 def sent_batches(request) -> dict[TopicPartition, bytes]:
-    return {TopicPartition(topic, partition): data for topic, partitions in request._topics
+    return {TopicPartition(topic, partition): data for topic, partitions in request.topics
             for partition, data in partitions}
 
 
