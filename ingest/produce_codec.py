@@ -1,9 +1,9 @@
 """A produce round's request written, and its response read, with ``struct``: ProduceRequest v3 to v7.
 
 aiokafka encodes and decodes every request through generic schema objects (a generator and a call per field):
-65 µs to encode a produce request of 8 partitions and 72 µs to decode its response, in a loop. Every produce
+61 µs to encode a produce request of 8 partitions and 53 µs to decode its v7 response, in a loop. Every produce
 round pays both, and at the rates webhooks arrive a round carries a few records, so the round's own cost is most
-of it. Written out here: the same bytes, the same response structure, in a few microseconds.
+of it. Written out here: the same bytes, the same response structure, in 11 and 7 µs.
 
 Kafka 4 brokers take ProduceRequest v3 to v12; aiokafka 0.14 sends at most v7. v3 to v7 share one request
 layout; their responses add ``log_start_offset`` from v5. ``ProduceRoundRequest.prepare`` picks the newest
