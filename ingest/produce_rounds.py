@@ -17,8 +17,8 @@ guarantees hold as they do for its sender:
   ``stop`` wait for them);
 * the request is written and its response read by ``ingest.produce_codec`` (the same bytes and structure as
   aiokafka's, in a fraction of the CPU), and the response handled by its ``SendProduceReqHandler``:
-  acknowledged batches resolve, a batch refused for good fails, and one to retry goes back into its accumulator after the retry
-  backoff, where its sender retries it with the same sequence numbers;
+  acknowledged batches resolve, a batch refused for good fails, and one to retry goes back into its
+  accumulator after the retry backoff, where its sender retries it with the same sequence numbers;
 * while a round is in flight, its broker counts as in flight for the sender and its partitions as muted, so
   the sender never has a second request to that broker or those partitions on the way (it sends one at a
   time, and only so do sequence numbers stay in order across a retry);
