@@ -100,9 +100,18 @@ class RepeatLimiter(logging.Filter):
         return any(name == prefix or name.startswith(prefix + ".") for prefix in self._prefixes)
 
 
+_process_limiter: RepeatLimiter | None = None
+"""The limiter ``install`` puts on the root handlers by default: one per process, so that when the handlers are
+replaced (Faust's worker sets up logging anew) the new ones get it with its counts, and what it dropped before is
+still told."""
+
+
 def install(limiter: logging.Filter | None = None) -> logging.Filter:
-    """Put ``limiter`` (a new ``RepeatLimiter`` by default) on every handler of the root logger that has none."""
-    limiter = limiter or RepeatLimiter()
+    """Put ``limiter`` (by default the process's ``RepeatLimiter``, made on first use) on every handler of the root
+    logger that has none."""
+    global _process_limiter
+    if limiter is None:
+        _process_limiter = limiter = _process_limiter or RepeatLimiter()
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RepeatLimiter) for f in handler.filters):
             handler.addFilter(limiter)

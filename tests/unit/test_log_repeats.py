@@ -67,9 +67,11 @@ def root_handlers():
     root = logging.getLogger()
     kept, level, root.handlers = root.handlers, root.level, []
     filters = {handler: list(handler.filters) for handler in kept}  # pytest adds these again for the test's call
+    process_limiter, log_repeats._process_limiter = log_repeats._process_limiter, None  # a new process's
     try:
         yield root
     finally:
+        log_repeats._process_limiter = process_limiter
         root.handlers = kept
         root.setLevel(level)
         for handler, before in filters.items():  # no limiter of a test left on pytest's handlers
@@ -90,8 +92,38 @@ def test_the_processor_worker_keeps_the_limit_when_faust_replaces_the_root_handl
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             root_handlers.addHandler(replaced)
 
+    first = logging.NullHandler()
+    root_handlers.addHandler(first)
+    installed = log_repeats.install()  # what the onduty command does first
+    root_handlers.removeHandler(first)
     _worker_class(Base)().on_setup_root_logger(root_handlers, logging.INFO)
-    assert [type(f) for f in replaced.filters] == [RepeatLimiter]
+    assert replaced.filters == [installed]  # the same limiter: what it dropped before is still told
+
+
+def test_what_was_dropped_before_faust_replaced_the_root_handlers_is_told_after(root_handlers):
+    clock, told = Clock(), []
+    log_repeats._process_limiter = RepeatLimiter(clock=clock)
+    root_handlers.setLevel(logging.INFO)
+    first = logging.NullHandler()
+    root_handlers.addHandler(first)
+    log_repeats.install()  # the onduty command, before the worker starts
+    kafka = logging.getLogger("aiokafka")
+    for second in range(3):
+        clock.now = 1_000.0 + second
+        kafka.error("Unable connect to node with id %s: %s", 1, "refused")
+    replaced = logging.Handler()
+    replaced.emit = lambda record: told.append(record.getMessage())
+
+    class Base:  # faust.Worker: the root handlers swapped, then this hook
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            root_handlers.removeHandler(first)
+            root_handlers.addHandler(replaced)
+
+    _worker_class(Base)().on_setup_root_logger(root_handlers, logging.INFO)
+    clock.now = 1_075.0
+    logging.getLogger("processors.worker").info("worker ready")
+    assert told == ["[2 more lines like 'Unable connect to node with id %s: %s' in the 75 s after the last one "
+                    "logged, not logged]", "worker ready"]
 
 
 def test_installing_twice_leaves_one_limiter_per_handler(root_handlers):
