@@ -60,7 +60,7 @@ class ProduceRoundV3To7:
 
     def __init__(self, request: ProduceRoundRequest, version: int) -> None:
         self.request, self.API_VERSION = request, version
-        self.RESPONSE_TYPE = _ProduceResponseReader(version)
+        self.RESPONSE_TYPE = _RESPONSE_READERS[version]
 
     def build_request_header(self, correlation_id: int, client_id: str | None) -> _Encoded:
         """Request header v1."""
@@ -128,6 +128,9 @@ class _ProduceResponseReader:
             topics.append((name, partitions))
         (throttle_time_ms,) = _COUNT.unpack_from(data, offset)
         return ProduceRoundResponse(self.version, topics, throttle_time_ms)
+
+
+_RESPONSE_READERS = {version: _ProduceResponseReader(version) for version in _WRITTEN_HERE}
 
 
 class _Encoded:
