@@ -293,12 +293,10 @@ class PartitionBatcher:
         except Exception as exc:  # a bug: those requests spool, the lanes go on
             log.exception("produce round not sent; its records go to the spool")
             for lane, in_batch in taken:
-                _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
-                self._settled(lane)
+                self._not_sent(lane, in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
             return
-        self._in_flight[node] = self._in_flight.get(node, 0) + len(taken)
         for (lane, in_batch), ack in zip(taken, acks):
-            ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch, node))
+            self._wait_for(ack, lane, in_batch, node)
 
     def _next_batch(self, lane: _Lane) -> tuple[BatchBuilder, list[_Waiting]] | None:
         """A closed batch of the lane's oldest waiting records, as many as it holds (the rest wait for its
@@ -325,15 +323,22 @@ class PartitionBatcher:
             if ack is None:
                 ack = await self._producer.send_batch(batch, lane.tp.topic, partition=lane.tp.partition)
         except KafkaError as exc:  # not queued (producer closed, no room in time): none of it was sent
-            _fail(in_batch, exc)
-            self._settled(lane)
+            self._not_sent(lane, in_batch, exc)
             return
         except BaseException as exc:
             _fail(in_batch, ProducerClosed(f"batch not sent: {exc!r}"))
             raise
-        node = self._leader_of(lane)
+        self._wait_for(ack, lane, in_batch, self._leader_of(lane))
+
+    def _wait_for(self, ack: asyncio.Future, lane: _Lane, in_batch: list[_Waiting], node: object) -> None:
+        """The lane's batch is on its way to ``node``: its records get ``ack`` 's outcome (``_acknowledged``)."""
         self._in_flight[node] = self._in_flight.get(node, 0) + 1
         ack.add_done_callback(functools.partial(self._acknowledged, lane, in_batch, node))
+
+    def _not_sent(self, lane: _Lane, in_batch: list[_Waiting], error: BaseException) -> None:
+        """None of the lane's batch was sent: its records fail (they spool), the lane goes on."""
+        _fail(in_batch, error)
+        self._settled(lane)
 
     def _acknowledged(self, lane: _Lane, in_batch: list[_Waiting], node: object, ack: asyncio.Future) -> None:
         _settle(in_batch, ack)
